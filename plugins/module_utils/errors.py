@@ -1,0 +1,49 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 homelab.gpu_passthrough maintainers
+# MIT License (see LICENSE)
+"""The one error type of the collection's core: what broke, where, and how to fix it."""
+
+from __future__ import annotations
+
+# The links of the chain a failure can be pinned on.
+LINKS = (
+    "input",
+    "bios",
+    "cmdline",
+    "iommu",
+    "group",
+    "binding",
+    "bootloader",
+    "file",
+    "vm_config",
+    "guest_driver",
+    "label",
+)
+
+
+class PassthroughError(Exception):
+    """A failure the user can act on.
+
+    ``message`` says what is wrong and names the offending input,
+    ``fix`` says what to do about it, ``link`` names the broken link of the chain.
+    """
+
+    def __init__(self, message, fix=None, link="input", details=None):
+        if link not in LINKS:
+            raise ValueError("unknown link %r" % (link,))
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+        self.link = link
+        self.details = details or {}
+
+    def __str__(self):
+        if self.fix:
+            return "%s Fix: %s" % (self.message, self.fix)
+        return self.message
+
+    def to_result(self):
+        """Keyword arguments for ``AnsibleModule.fail_json``."""
+        result = {"msg": str(self), "link": self.link, "fix": self.fix}
+        result.update(self.details)
+        return result
