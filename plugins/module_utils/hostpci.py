@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 homelab.gpu_passthrough maintainers
-# MIT License (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Proxmox VE ``hostpciN`` property strings and ``qm config`` text: parse, format, validate.
 
 Pure and stdlib-only. Every rule names the Proxmox VE source it follows; paths are inside the

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 homelab.gpu_passthrough maintainers
-# MIT License (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Current VM config + desired state -> the minimal, ordered steps that converge it.
 
 Pure and stdlib-only. ``current`` is what ``GET /nodes/{node}/qemu/{vmid}/config`` returns (a flat

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 homelab.gpu_passthrough maintainers
-# MIT License (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """hostpci: parse/format round trips, validation rules, qm config and pvesh table parsing."""
 
 import os

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 homelab.gpu_passthrough maintainers
-# MIT License (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """vm_plan: minimal ordered steps, convergence, disk safety, permissions, diff."""
 
 import os
