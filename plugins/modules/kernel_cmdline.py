@@ -1,0 +1,417 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 homelab.gpu_passthrough maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: kernel_cmdline
+short_description: Set and remove kernel command line arguments in the boot loader configuration
+version_added: 0.1.0
+author: homelab.gpu_passthrough maintainers (@homelab-gpu-passthrough)
+description:
+  - Edits the kernel command line a Proxmox VE or Debian host boots with, such as C(intel_iommu=on iommu=pt).
+  - On GRUB hosts it edits the value of O(grub_variable) in O(grub_file), or in the C(.cfg) drop-in under
+    C(<grub_file>.d/) that assigns it last, since C(update-grub) sources the drop-ins after the main file.
+    Comments, other lines and the quote style are kept.
+  - On systemd-boot hosts (Proxmox VE with ZFS root on UEFI, managed by C(proxmox-boot-tool)) it edits
+    O(kernel_cmdline_file), which is written back as one line. When that file does not exist yet it is
+    seeded from the running command line without the C(BOOT_IMAGE=) and C(initrd=) arguments the boot
+    loader adds.
+  - Each argument in O(present) ends up exactly once, where it first stood; repeats of it and variants
+    of its value (C(iommu=pti)) are replaced. Every other argument keeps its place and text.
+  - The module does not run the refresh command nor reboot; it returns RV(refresh_command),
+    RV(refresh_required) and RV(reboot_required) so the caller can do both.
+options:
+  present:
+    description:
+      - Arguments to set, as name to value.
+      - A value of V(true), null or an empty string makes a bare flag such as C(nomodeset). Numbers are written as text.
+      - Names and values must not contain whitespace or quotes, except a value wholly enclosed in double quotes.
+    type: dict
+    default: {}
+  absent:
+    description:
+      - Arguments to remove.
+      - A bare name (V(nomodeset), V(iommu)) removes every occurrence of that name, with or without a value.
+      - A V(name=value) entry removes only the occurrences with exactly that value.
+      - A name may not appear in both O(present) and O(absent).
+    type: list
+    elements: str
+    default: []
+  bootloader:
+    description:
+      - Which boot loader configuration to edit.
+      - V(auto) asks C(proxmox-boot-tool status) which ESPs it manages and how, and otherwise looks for
+        O(kernel_cmdline_file) and O(grub_file). It fails when it cannot tell; then set V(grub) or V(systemd-boot).
+    type: str
+    choices: [auto, grub, systemd-boot]
+    default: auto
+  grub_file:
+    description:
+      - The GRUB defaults file. Drop-ins are read from the directory of the same name with C(.d) appended.
+    type: path
+    default: /etc/default/grub
+  grub_variable:
+    description:
+      - The GRUB variable that holds the arguments.
+    type: str
+    default: GRUB_CMDLINE_LINUX_DEFAULT
+  kernel_cmdline_file:
+    description:
+      - The command line file read by C(proxmox-boot-tool refresh) and C(kernel-install).
+    type: path
+    default: /etc/kernel/cmdline
+  backup:
+    description:
+      - Make a timestamped backup of the file before changing it.
+    type: bool
+    default: true
+  root:
+    description:
+      - Directory all paths are read under, including C(/proc/cmdline) and C(/boot). Meant for tests and
+        images. With O(bootloader=auto) a C(proxmox-boot-tool) found under it is run with C(status) as is (not
+        chrooted); with an explicit O(bootloader) nothing is run and RV(refresh_command) assumes no proxmox-boot-tool.
+    type: path
+    default: /
+attributes:
+  check_mode:
+    description: Computes the new command line and reports the change without writing anything.
+    support: full
+  diff_mode:
+    description: Shows the edited file before and after the change.
+    support: full
+  platform:
+    description: Debian-based hosts, Proxmox VE included.
+    support: full
+    platforms: debian
+notes:
+  - Run with become, the files are owned by root.
+  - Values with shell expansion in the GRUB file (for example C("$GRUB_CMDLINE_LINUX_DEFAULT iommu=pt")) are
+    refused rather than rewritten.
+seealso:
+  - name: Proxmox VE host bootloader
+    description: Where Proxmox VE keeps the kernel command line and how to apply it.
+    link: https://pve.proxmox.com/wiki/Host_Bootloader
+"""
+
+EXAMPLES = r"""
+- name: Turn on the IOMMU in passthrough mode
+  homelab.gpu_passthrough.kernel_cmdline:
+    present:
+      intel_iommu: "on"
+      iommu: pt
+  register: cmdline
+
+- name: Apply the new command line to the boot loader
+  ansible.builtin.command:
+    argv: "{{ item }}"
+  loop: "{{ cmdline.refresh_command }}"
+  changed_when: true
+  when: cmdline.refresh_required
+
+- name: Reboot into it
+  ansible.builtin.reboot:
+  when: cmdline.reboot_required
+
+- name: Drop nomodeset and pin vfio-pci ids on a GRUB host
+  homelab.gpu_passthrough.kernel_cmdline:
+    bootloader: grub
+    present:
+      vfio-pci.ids: "8086:3e92,8086:a348"
+    absent:
+      - nomodeset
+"""
+
+RETURN = r"""
+bootloader:
+  description: The boot loader whose configuration was edited.
+  returned: success
+  type: str
+  sample: systemd-boot
+path:
+  description: The file edited (or that would be), under O(root).
+  returned: success
+  type: str
+  sample: /etc/kernel/cmdline
+cmdline:
+  description: The argument string after the change, tokens separated by single spaces.
+  returned: success
+  type: str
+  sample: root=ZFS=rpool/ROOT/pve-1 boot=zfs intel_iommu=on iommu=pt
+previous_cmdline:
+  description: The argument string before the change.
+  returned: success
+  type: str
+  sample: root=ZFS=rpool/ROOT/pve-1 boot=zfs
+backup_file:
+  description: The backup made before writing.
+  returned: changed and O(backup) is true and the file existed
+  type: str
+  sample: /etc/kernel/cmdline.12345.2026-01-01@10:00:00~
+refresh_command:
+  description:
+    - Commands (argument lists) that apply the file to the boot loader, to run after a change.
+    - V([["proxmox-boot-tool", "refresh"]]) when proxmox-boot-tool manages the ESPs, V([["update-grub"]]) for plain GRUB,
+      one C(kernel-install add) per installed kernel for plain systemd-boot.
+  returned: success
+  type: list
+  elements: list
+  sample: [["proxmox-boot-tool", "refresh"]]
+live_cmdline:
+  description: The command line the running kernel was booted with (C(/proc/cmdline)), null when unreadable.
+  returned: success
+  type: str
+  sample: initrd=\EFI\proxmox\6.8.12-4-pve\initrd.img-6.8.12-4-pve root=ZFS=rpool/ROOT/pve-1 boot=zfs
+reboot_required:
+  description:
+    - True when the running command line lacks a wanted argument or still has an unwanted one, so it stays true until the
+      host has rebooted with the new configuration. Without a readable C(/proc/cmdline) it equals RV(ignore:changed).
+  returned: success
+  type: bool
+  sample: true
+refresh_required:
+  description:
+    - True when the file changed, or when it already holds the arguments but the running kernel does not, so an interrupted
+      run is completed by running RV(refresh_command) again.
+  returned: success
+  type: bool
+  sample: true
+"""
+
+import glob
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.kernel_cmdline import (
+    carries,
+    conflicting_tokens,
+    detect_bootloader,
+    effective_grub_file,
+    kernel_cmdline_needs_rewrite,
+    parse,
+    read_grub,
+    read_kernel_cmdline,
+    set_args,
+    split_arg,
+    strip_loader_args,
+    validate_args,
+    write_grub,
+    write_kernel_cmdline,
+)
+
+# Arguments that only make sense with a value: true here is YAML turning an unquoted on into a boolean.
+VALUED_KEYS = ("intel_iommu", "amd_iommu", "iommu", "vfio-pci.ids", "vfio_pci.ids", "video", "i915.enable_gvt", "i915.enable_guc")
+
+PBT_LOCATIONS = ("/usr/sbin/proxmox-boot-tool", "/usr/bin/proxmox-boot-tool", "/sbin/proxmox-boot-tool")
+
+
+def _under(root, path):
+    return os.path.join(root, path.lstrip("/"))
+
+
+def _read(path):
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+        return handle.read()
+
+
+def _read_optional(path):
+    try:
+        return _read(path)
+    except OSError:
+        return None
+
+
+def _pbt_status(module, root):
+    """Whether proxmox-boot-tool exists, and its ``status`` output (stdout and stderr)."""
+    if root == "/":
+        binary = module.get_bin_path("proxmox-boot-tool")
+    elif module.params["bootloader"] != "auto":
+        return False, None
+    else:
+        binary = next((p for p in (_under(root, c) for c in PBT_LOCATIONS) if os.access(p, os.X_OK)), None)
+    if not binary:
+        return False, None
+    dummy, out, err = module.run_command([binary, "status"])
+    return True, (out or "") + "\n" + (err or "")
+
+
+def _kernel_versions(root):
+    versions = []
+    for path in glob.glob(_under(root, "/boot/vmlinuz-*")):
+        version = os.path.basename(path)[len("vmlinuz-") :]
+        if version and not version.endswith((".old", ".bak")) and ".dpkg-" not in version:
+            versions.append(version)
+    return versions
+
+
+def _check_writable(path):
+    directory = os.path.dirname(path) or "."
+    problem = None
+    if not os.path.isdir(directory):
+        problem = "its directory %s does not exist" % directory
+    elif os.path.exists(path) and not os.access(path, os.W_OK):
+        problem = "the file is not writable"
+    elif not os.access(directory, os.W_OK):
+        problem = "its directory %s is not writable" % directory
+    if problem:
+        raise PassthroughError(
+            "Cannot write %s: %s." % (path, problem),
+            fix="Run the task with become: true (as root), or fix the permissions of %s." % path,
+            link="file",
+        )
+
+
+def _write(module, path, content):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".%s." % os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(content)
+    except Exception:
+        os.unlink(tmp)
+        raise
+    module.atomic_move(tmp, path)
+
+
+def _grub_warnings(module, files, variable, present, absent):
+    """Warn when GRUB_CMDLINE_LINUX also sets arguments this task manages: the kernel sees both."""
+    if variable != "GRUB_CMDLINE_LINUX_DEFAULT":
+        return
+    value = None
+    for path, text in files:
+        try:
+            found = read_grub(text, "GRUB_CMDLINE_LINUX", path=path)
+        except PassthroughError:
+            return
+        if found is not None:
+            value = found
+    if not value:
+        return
+    for token in conflicting_tokens(value, present, absent):
+        module.warn("GRUB_CMDLINE_LINUX also holds '%s', which the kernel gets besides %s; edit it there." % (token, variable))
+
+
+def run(module):
+    p = module.params
+    root = p["root"] or "/"
+    present = p["present"] or {}
+    absent = p["absent"] or []
+    validate_args(present, absent)
+    for key in present:
+        if present[key] is True and key in VALUED_KEYS:
+            raise PassthroughError(
+                "Kernel argument %r got the value true; YAML reads an unquoted on/yes as a boolean." % key,
+                fix='Quote the value, e.g. %s: "on".' % key,
+            )
+
+    pbt_present, pbt_status = _pbt_status(module, root)
+    grub_main = _under(root, p["grub_file"])
+    kc_path = _under(root, p["kernel_cmdline_file"])
+    info = detect_bootloader(
+        bootloader=p["bootloader"],
+        pbt_present=pbt_present,
+        pbt_status=pbt_status,
+        kernel_cmdline_exists=os.path.isfile(kc_path),
+        grub_exists=os.path.isfile(grub_main),
+        kernel_versions=_kernel_versions(root),
+        grub_file=p["grub_file"],
+        kernel_cmdline_file=p["kernel_cmdline_file"],
+    )
+    live = _read_optional(_under(root, "/proc/cmdline"))
+    live = " ".join(parse(live)) if live is not None else None
+
+    if info["bootloader"] == "grub":
+        main_text = _read_optional(grub_main)
+        if main_text is None:
+            raise PassthroughError(
+                "The GRUB defaults file %s does not exist or cannot be read." % grub_main,
+                fix="Install grub (grub-pc or grub-efi-amd64), or point grub_file at the file, or set bootloader: systemd-boot.",
+                link="file",
+            )
+        dropins = []
+        for path in sorted(glob.glob(os.path.join(grub_main + ".d", "*.cfg"))):
+            text = _read_optional(path)
+            if text is not None:
+                dropins.append((path, text))
+        target = effective_grub_file((grub_main, main_text), dropins, p["grub_variable"])
+        before = main_text if target == grub_main else dict(dropins)[target]
+        old_value = read_grub(before, p["grub_variable"], path=target)
+        previous = " ".join(parse(old_value or ""))
+        new_line = set_args(old_value or "", present, absent)
+        changed = old_value is None or parse(old_value) != parse(new_line)
+        after = write_grub(before, p["grub_variable"], new_line) if changed else before
+        _grub_warnings(module, [(grub_main, main_text)] + dropins, p["grub_variable"], present, absent)
+    else:
+        target = kc_path
+        before = _read_optional(kc_path)
+        if before is None:
+            seed = strip_loader_args(live or "")
+            previous = ""
+            new_line = set_args(seed, present, absent)
+            changed = True
+        else:
+            previous = read_kernel_cmdline(before)
+            new_line = set_args(previous, present, absent)
+            changed = kernel_cmdline_needs_rewrite(before, new_line)
+        after = write_kernel_cmdline(new_line) if changed else before
+        if info["managed_by"] == "proxmox-boot-tool" and "root" not in [split_arg(t)[0] for t in parse(new_line)]:
+            raise PassthroughError(
+                "The new command line for %s has no root= argument; proxmox-boot-tool refresh refuses such a file." % target,
+                fix="Add root=... (e.g. root=ZFS=rpool/ROOT/pve-1 boot=zfs) to %s or to present." % target,
+                link="file",
+            )
+
+    result = {
+        "changed": changed,
+        "bootloader": info["bootloader"],
+        "path": target,
+        "cmdline": new_line,
+        "previous_cmdline": previous,
+        "refresh_command": info["refresh_command"],
+        "live_cmdline": live,
+    }
+    if live is None:
+        result["reboot_required"] = changed
+    else:
+        result["reboot_required"] = not carries(live, present, absent)
+    result["refresh_required"] = changed or result["reboot_required"]
+    if changed and module._diff:
+        result["diff"] = {"before": before or "", "after": after, "before_header": target, "after_header": target}
+
+    if changed and not module.check_mode:
+        _check_writable(target)
+        if p["backup"] and os.path.exists(target):
+            result["backup_file"] = module.backup_local(target)
+        _write(module, target, after)
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            present=dict(type="dict", default={}),
+            absent=dict(type="list", elements="str", default=[]),
+            bootloader=dict(type="str", default="auto", choices=["auto", "grub", "systemd-boot"]),
+            grub_file=dict(type="path", default="/etc/default/grub"),
+            grub_variable=dict(type="str", default="GRUB_CMDLINE_LINUX_DEFAULT"),
+            kernel_cmdline_file=dict(type="path", default="/etc/kernel/cmdline"),
+            backup=dict(type="bool", default=True),
+            root=dict(type="path", default="/"),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = run(module)
+    except PassthroughError as err:
+        module.fail_json(**err.to_result())
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
