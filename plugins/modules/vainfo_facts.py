@@ -1,0 +1,308 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 homelab.gpu_passthrough maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: vainfo_facts
+short_description: Prove VA-API works on each render node with vainfo
+version_added: 0.1.0
+description:
+  - Finds the DRM render nodes (C(renderD*)) under O(dri_dir), runs
+    C(vainfo --display drm --device <node>) for each of them (or only for O(device)) with
+    C(LANG=C) and C(LC_ALL=C), and returns the parsed output as C(ansible_facts.vainfo).
+  - A missing C(vainfo) binary or a missing render node is reported in the facts with a hint,
+    not as a task failure, so a play can print the diagnosis and decide what to do.
+  - Read-only. C(vainfo) only queries the driver, so the module also runs in check mode.
+author: homelab.gpu_passthrough maintainers (@homelab-gpu-passthrough)
+options:
+  device:
+    description:
+      - Only probe this render node, for example C(/dev/dri/renderD128) or a
+        C(/dev/dri/by-path/...-render) link.
+      - By default every C(renderD*) node in O(dri_dir) is probed.
+    type: path
+  vainfo_path:
+    description:
+      - Path of the C(vainfo) binary.
+      - By default C(vainfo) is looked up on E(PATH) and in the usual sbin directories.
+    type: path
+  dri_dir:
+    description:
+      - Directory holding the DRM device nodes.
+      - Render nodes are found by name (C(renderD*)); their owner, group and mode are read with C(stat).
+    type: path
+    default: /dev/dri
+  driver_name:
+    description:
+      - Sets E(LIBVA_DRIVER_NAME) for the C(vainfo) runs, for example C(iHD) to keep libva
+        from choosing C(i965) or a BMC's C(ast) driver.
+      - By default the variable is not set and libva picks the driver itself.
+    type: str
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  facts:
+    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+notes:
+  - Needs C(vainfo) from the C(vainfo) package (Debian/Ubuntu) or C(libva-utils) (Fedora, Arch).
+  - The remote user must be able to open the render node (member of the C(render) group, or root).
+seealso:
+  - name: libva-utils
+    description: The project that ships C(vainfo).
+    link: https://github.com/intel/libva-utils
+"""
+
+EXAMPLES = r"""
+- name: Probe every render node
+  homelab.gpu_passthrough.vainfo_facts:
+
+- name: Probe one node with the Intel media driver forced
+  homelab.gpu_passthrough.vainfo_facts:
+    device: /dev/dri/renderD128
+    driver_name: iHD
+
+- name: Fail with the diagnosis when VA-API is not usable
+  ansible.builtin.assert:
+    that: ansible_facts.vainfo.available
+    fail_msg: "{{ ansible_facts.vainfo.hint }}"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts to add to the host.
+  returned: always
+  type: dict
+  contains:
+    vainfo:
+      description: What vainfo reported, per render node.
+      returned: always
+      type: dict
+      contains:
+        render_nodes:
+          description: The render nodes found in O(dri_dir), in numeric order.
+          returned: always
+          type: list
+          elements: str
+          sample: [/dev/dri/renderD128]
+        devices:
+          description: Owner, group and octal mode of each render node found, and of O(device).
+          returned: always
+          type: dict
+          sample:
+            /dev/dri/renderD128:
+              owner: root
+              group: render
+              mode: "0660"
+        results:
+          description:
+            - The parsed vainfo output per probed node.
+            - Each holds C(status) (C(ok) or C(failed)), C(va_api_version), C(driver),
+              C(driver_name), C(driver_version), C(profiles) (profile to entrypoints),
+              C(h264_decode), C(h264_encode), C(hevc_decode), C(hevc_encode) (HEVC Main with
+              EncSlice or EncSliceLP), C(error_code), C(error), and details such as
+              C(drivers_tried), C(open_returns), C(libva_version) and C(unrecognized_lines).
+            - A run that exits non-zero is C(failed) even when it printed a driver.
+          returned: always
+          type: dict
+          sample:
+            /dev/dri/renderD128:
+              status: ok
+              va_api_version: "1.17"
+              driver: Intel iHD driver for Intel(R) Gen Graphics - 23.1.1 ()
+              driver_name: iHD
+              driver_version: 23.1.1
+              profiles:
+                VAProfileHEVCMain: [VAEntrypointVLD, VAEntrypointEncSlice]
+              h264_decode: true
+              h264_encode: true
+              hevc_decode: true
+              hevc_encode: true
+              error_code: null
+              error: null
+        available:
+          description: Whether vainfo succeeded on at least one probed node.
+          returned: always
+          type: bool
+          sample: true
+        hint:
+          description: What to do when C(available) is false (names the broken link and the fix), otherwise null.
+          returned: always
+          type: str
+          sample: "no render node: the VM has no GPU — check hostpci in the VM config and `lspci` in the guest"
+"""
+
+# Ansible modules import below their documentation blocks.
+import grp
+import os
+import pwd
+import re
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.vainfo import parse
+
+HINT_NO_RENDER_NODE = "no render node: the VM has no GPU — check hostpci in the VM config and `lspci` in the guest"
+HINT_NO_VAINFO = "install the `vainfo` package"
+
+_RENDER_NODE_RE = re.compile(r"^renderD(\d+)$")
+
+
+def find_render_nodes(dri_dir):
+    """Paths of the renderD* entries in dri_dir, in numeric order; [] when dri_dir is missing."""
+    try:
+        names = os.listdir(dri_dir)
+    except OSError:
+        return []
+    numbered = []
+    for name in names:
+        match = _RENDER_NODE_RE.match(name)
+        if match:
+            numbered.append((int(match.group(1)), name))
+    return [os.path.join(dri_dir, name) for number, name in sorted(numbered)]
+
+
+def describe_node(path):
+    """Owner, group and octal mode of a device node (only stat is needed), or None if absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return {"owner": owner, "group": group, "mode": "%04o" % stat.S_IMODE(st.st_mode)}
+
+
+def failure_hint(results):
+    """A hint for the first failed result, naming the likely broken link and its fix."""
+    for node, result in results.items():
+        if result.get("status") == "ok":
+            continue
+        names = [n for n in result.get("drivers_attempted_names", []) if n]
+        error = result.get("error") or "vainfo failed"
+        if "open the given device" in error:
+            return "%s: cannot open %s — add the user to the `render` group (and `video`) or run as root" % (error, node)
+        if "display" in error:
+            return (
+                "%s: vainfo could not open %s as a DRM display — check it is the passed-through GPU's render node "
+                "and the user can open it (`render` group)" % (error, node)
+            )
+        if names and not set(names) & {"iHD", "i965", "radeonsi", "r600", "nouveau", "nvidia", "virtio_gpu"}:
+            return (
+                "%s: libva chose the `%s` driver, which has no video support (a BMC or display-only GPU) — "
+                "set driver_name (LIBVA_DRIVER_NAME) to `iHD` for Intel and check the GPU is passed through" % (error, names[0])
+            )
+        if "i965" in names and "iHD" not in names:
+            return (
+                "%s: libva tried only the old `i965` driver — install intel-media-va-driver-non-free and "
+                "set driver_name (LIBVA_DRIVER_NAME) to `iHD`" % error
+            )
+        if names:
+            return (
+                "%s: the %s driver failed to initialise on %s — check the user can open the node "
+                "(`render` group), that the installed driver supports this GPU, and `dmesg` for i915 errors"
+                % (error, "/".join(dict.fromkeys(names)), node)
+            )
+        return (
+            "%s: libva found no VA-API driver for %s — install intel-media-va-driver-non-free (Intel) "
+            "or mesa-va-drivers (AMD)" % (error, node)
+        )
+    return None
+
+
+def run_vainfo(module, vainfo, node, driver_name):
+    env = {"LANG": "C", "LC_ALL": "C"}
+    if driver_name:
+        env["LIBVA_DRIVER_NAME"] = driver_name
+    rc, out, err = module.run_command([vainfo, "--display", "drm", "--device", node], environ_update=env)
+    # libva writes its "libva info:" lines to stderr, before vainfo prints to stdout.
+    result = parse("%s\n%s" % (err or "", out or ""))
+    if rc != 0 and result["status"] == "ok":
+        result["status"] = "failed"
+        result["error"] = "vainfo exited with code %d" % rc
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            device=dict(type="path"),
+            vainfo_path=dict(type="path"),
+            dri_dir=dict(type="path", default="/dev/dri"),
+            driver_name=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+
+    render_nodes = find_render_nodes(params["dri_dir"])
+    devices = {}
+    for node in render_nodes:
+        described = describe_node(node)
+        if described is not None:
+            devices[node] = described
+
+    targets = render_nodes
+    hint = None
+    if params["device"]:
+        targets = [params["device"]]
+        described = describe_node(params["device"])
+        if described is None:
+            targets = []
+            hint = "render node %s does not exist (found: %s) — %s" % (
+                params["device"],
+                ", ".join(render_nodes) or "none",
+                HINT_NO_RENDER_NODE,
+            )
+        else:
+            devices[params["device"]] = described
+    elif not render_nodes:
+        hint = HINT_NO_RENDER_NODE
+
+    vainfo = params["vainfo_path"] or module.get_bin_path("vainfo", opt_dirs=["/usr/sbin", "/sbin"])
+    if not vainfo or not os.path.isfile(vainfo) or not os.access(vainfo, os.X_OK):
+        vainfo = None
+        if hint is None:
+            hint = HINT_NO_VAINFO
+
+    results = {}
+    if vainfo:
+        for node in targets:
+            results[node] = run_vainfo(module, vainfo, node, params["driver_name"])
+
+    available = any(r["status"] == "ok" for r in results.values())
+    if not available and hint is None:
+        hint = failure_hint(results)
+
+    facts = {
+        "render_nodes": render_nodes,
+        "devices": devices,
+        "results": results,
+        "available": available,
+        "hint": None if available else hint,
+    }
+    module.exit_json(changed=False, ansible_facts={"vainfo": facts})
+
+
+if __name__ == "__main__":
+    main()
