@@ -10,8 +10,8 @@ import os
 import stat
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.homelab.gpu_passthrough.plugins.modules import kernel_cmdline as module
+from ansible_collections.homelab.gpu_passthrough.tests.unit.plugins.modules.module_runner import run_module
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "fixtures", "cmdline")
 
@@ -74,12 +74,7 @@ def snapshot(root):
 
 
 def run(capsys, args, check=False, diff=False):
-    params = dict(args)
-    params["_ansible_check_mode"] = check
-    params["_ansible_diff"] = diff
-    with patch_module_args(params), pytest.raises(SystemExit):
-        module.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module(capsys, module.main, args, check_mode=check, diff=diff)
 
 
 def pve_zfs_root(tmp_path, live=LIVE_SDBOOT_PLAIN, cmdline=ZFS_BEFORE):

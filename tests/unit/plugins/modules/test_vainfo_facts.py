@@ -15,21 +15,7 @@ import stat
 
 import pytest
 from ansible_collections.homelab.gpu_passthrough.plugins.modules import vainfo_facts
-
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core before 2.19
-    import contextlib
-    from unittest import mock
-
-    from ansible.module_utils import basic
-    from ansible.module_utils.common.text.converters import to_bytes
-
-    @contextlib.contextmanager
-    def patch_module_args(args=None):
-        with mock.patch.object(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args or {}}))):
-            yield
-
+from ansible_collections.homelab.gpu_passthrough.tests.unit.plugins.modules.module_runner import run_module
 
 FIXTURE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "vainfo"))
 with open(os.path.join(FIXTURE_DIR, "expected.json"), encoding="utf-8") as handle:
@@ -82,12 +68,8 @@ def make_dri(directory, nodes, mode=0o660):
     return dri
 
 
-def run_module(capsys, args):
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        vainfo_facts.main()
-    out = json.loads(capsys.readouterr().out)
-    assert exc.value.code == 0, out
-    return out
+def run(capsys, args):
+    return run_module(capsys, vainfo_facts.main, args)
 
 
 def read_log(log):
@@ -109,7 +91,7 @@ def test_probes_every_render_node_in_numeric_order(tmp_path, capsys):
     os.makedirs(os.path.join(dri, "by-path"))
     vainfo, log = make_vainfo(tmp_path, {"renderD128": OK_FIXTURE, "renderD129": AST_FIXTURE, "renderD1000": FREE_FIXTURE})
 
-    out = run_module(capsys, {"dri_dir": dri, "vainfo_path": vainfo})
+    out = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo})
     print(json.dumps(out, indent=1, sort_keys=True)[:3000])
 
     assert out["changed"] is False
@@ -150,7 +132,7 @@ def test_probes_every_render_node_in_numeric_order(tmp_path, capsys):
 def test_devices_report_owner_group_and_mode(tmp_path, capsys):
     dri = make_dri(tmp_path, ["renderD128"], mode=0o640)
     vainfo, _ = make_vainfo(tmp_path, {"renderD128": OK_FIXTURE})
-    out = run_module(capsys, {"dri_dir": dri, "vainfo_path": vainfo})
+    out = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo})
     node = os.path.join(dri, "renderD128")
     info = out["ansible_facts"]["vainfo"]["devices"][node]
     st = os.stat(node)
@@ -165,7 +147,7 @@ def test_device_option_probes_only_that_node_and_sets_driver_name(tmp_path, caps
     vainfo, log = make_vainfo(tmp_path, {"renderD128": AST_FIXTURE, "renderD129": OK_FIXTURE})
     node = os.path.join(dri, "renderD129")
 
-    out = run_module(capsys, {"dri_dir": dri, "vainfo_path": vainfo, "device": node, "driver_name": "iHD"})
+    out = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo, "device": node, "driver_name": "iHD"})
 
     facts = out["ansible_facts"]["vainfo"]
     assert list(facts["results"]) == [node]
@@ -179,7 +161,7 @@ def test_device_option_probes_only_that_node_and_sets_driver_name(tmp_path, caps
 
 def test_missing_dev_dri_is_a_fact_with_the_hostpci_hint(tmp_path, capsys):
     vainfo, log = make_vainfo(tmp_path, {"renderD128": OK_FIXTURE})
-    out = run_module(capsys, {"dri_dir": str(tmp_path / "no-such-dir"), "vainfo_path": vainfo})
+    out = run(capsys, {"dri_dir": str(tmp_path / "no-such-dir"), "vainfo_path": vainfo})
     facts = out["ansible_facts"]["vainfo"]
     assert facts == {
         "render_nodes": [],
@@ -194,14 +176,14 @@ def test_missing_dev_dri_is_a_fact_with_the_hostpci_hint(tmp_path, capsys):
 def test_dri_without_render_nodes_gets_the_same_hint(tmp_path, capsys):
     dri = make_dri(tmp_path, ["card0"])
     vainfo, _ = make_vainfo(tmp_path, {})
-    facts = run_module(capsys, {"dri_dir": dri, "vainfo_path": vainfo})["ansible_facts"]["vainfo"]
+    facts = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo})["ansible_facts"]["vainfo"]
     assert facts["available"] is False
     assert facts["hint"] == vainfo_facts.HINT_NO_RENDER_NODE
 
 
 def test_missing_vainfo_binary_is_a_fact_with_the_install_hint(tmp_path, capsys):
     dri = make_dri(tmp_path, ["renderD128"])
-    out = run_module(capsys, {"dri_dir": dri, "vainfo_path": str(tmp_path / "bin" / "vainfo")})
+    out = run(capsys, {"dri_dir": dri, "vainfo_path": str(tmp_path / "bin" / "vainfo")})
     facts = out["ansible_facts"]["vainfo"]
     assert facts["render_nodes"] == [os.path.join(dri, "renderD128")]
     assert facts["results"] == {}
@@ -216,7 +198,7 @@ def test_vainfo_is_found_on_path_by_default(tmp_path, capsys, monkeypatch):
     # First on PATH; the rest of PATH stays for the script's grep and basename.
     monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ.get("PATH", ""))
     dri = make_dri(tmp_path, ["renderD128"])
-    facts = run_module(capsys, {"dri_dir": dri})["ansible_facts"]["vainfo"]
+    facts = run(capsys, {"dri_dir": dri})["ansible_facts"]["vainfo"]
     assert facts["results"][os.path.join(dri, "renderD128")]["driver_version"] == EXPECTED[FREE_FIXTURE]["driver_version"]
     assert facts["available"] is True
 
@@ -224,7 +206,7 @@ def test_vainfo_is_found_on_path_by_default(tmp_path, capsys, monkeypatch):
 def test_missing_device_option_node(tmp_path, capsys):
     dri = make_dri(tmp_path, ["renderD128"])
     vainfo, log = make_vainfo(tmp_path, {"renderD128": OK_FIXTURE})
-    facts = run_module(capsys, {"dri_dir": dri, "vainfo_path": vainfo, "device": os.path.join(dri, "renderD130")})["ansible_facts"]["vainfo"]
+    facts = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo, "device": os.path.join(dri, "renderD130")})["ansible_facts"]["vainfo"]
     assert facts["results"] == {}
     assert facts["available"] is False
     assert "renderD130 does not exist" in facts["hint"]
@@ -245,7 +227,7 @@ def test_missing_device_option_node(tmp_path, capsys):
 def test_failed_runs_give_a_hint(tmp_path, capsys, fixture, words):
     dri = make_dri(tmp_path, ["renderD128"])
     vainfo, _ = make_vainfo(tmp_path, {"renderD128": fixture})
-    facts = run_module(capsys, {"dri_dir": dri, "vainfo_path": vainfo})["ansible_facts"]["vainfo"]
+    facts = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo})["ansible_facts"]["vainfo"]
     result = facts["results"][os.path.join(dri, "renderD128")]
     assert result["status"] == "failed"
     assert result["error"] == EXPECTED[fixture]["error_message"]
@@ -258,7 +240,7 @@ def test_failed_runs_give_a_hint(tmp_path, capsys, fixture, words):
 def test_unopenable_device_hint(tmp_path, capsys):
     dri = make_dri(tmp_path, ["renderD128"])
     vainfo, _ = make_vainfo(tmp_path, {})  # every device falls through to "Failed to open the given device!"
-    facts = run_module(capsys, {"dri_dir": dri, "vainfo_path": vainfo})["ansible_facts"]["vainfo"]
+    facts = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo})["ansible_facts"]["vainfo"]
     assert facts["results"][os.path.join(dri, "renderD128")]["error"] == "Failed to open the given device!"
     assert "`render` group" in facts["hint"]
 
@@ -273,7 +255,7 @@ def test_nonzero_exit_after_a_driver_line_is_a_failure(tmp_path, capsys):
         "kill -SEGV $$\n"
     )
     script.chmod(0o755)
-    facts = run_module(capsys, {"dri_dir": dri, "vainfo_path": str(script)})["ansible_facts"]["vainfo"]
+    facts = run(capsys, {"dri_dir": dri, "vainfo_path": str(script)})["ansible_facts"]["vainfo"]
     result = facts["results"][os.path.join(dri, "renderD128")]
     assert result["status"] == "failed"
     assert result["driver_name"] == "iHD"
@@ -284,7 +266,7 @@ def test_nonzero_exit_after_a_driver_line_is_a_failure(tmp_path, capsys):
 def test_check_mode_gives_the_same_facts(tmp_path, capsys):
     dri = make_dri(tmp_path, ["renderD128"])
     vainfo, _ = make_vainfo(tmp_path, {"renderD128": OK_FIXTURE})
-    normal = run_module(capsys, {"dri_dir": dri, "vainfo_path": vainfo})
-    checked = run_module(capsys, {"dri_dir": dri, "vainfo_path": vainfo, "_ansible_check_mode": True})
+    normal = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo})
+    checked = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo, "_ansible_check_mode": True})
     assert checked["changed"] is False
     assert checked["ansible_facts"] == normal["ansible_facts"]
