@@ -43,7 +43,7 @@ for stage in "${stages[@]}"; do
       ;;
     unit)
       stamp "pytest"
-      python -m pytest -q tests/unit
+      python -m pytest -q
       ;;
     sanity)
       stamp "ansible-test sanity"
