@@ -132,8 +132,8 @@ def test_random_line_drops_and_garbage(seed):
     name = FIXTURES[seed % len(FIXTURES)]
     lines = read(name).splitlines()
     kept = [line for line in lines if rng.random() > 0.3]
-    for _ in range(5):
-        kept.insert(rng.randrange(len(kept) + 1), "".join(chr(rng.randrange(0, 0x2FF)) for _ in range(rng.randrange(40))))
+    for _attempt in range(5):
+        kept.insert(rng.randrange(len(kept) + 1), "".join(chr(rng.randrange(0, 0x2FF)) for _char in range(rng.randrange(40))))
     result = parse("\n".join(kept))
     assert_parsed_cleanly(result)
     # Nothing is invented: every parsed profile occurs in the original text.

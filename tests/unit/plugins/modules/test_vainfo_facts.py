@@ -77,7 +77,7 @@ def read_log(log):
     with open(log) as handle:
         current = {}
         for line in handle.read().splitlines():
-            key, _, value = line.partition("=")
+            key, _sep, value = line.partition("=")
             current[key] = value
             if key == "LIBVA_DRIVER_NAME":
                 runs.append(current)
@@ -131,7 +131,7 @@ def test_probes_every_render_node_in_numeric_order(tmp_path, capsys):
 
 def test_devices_report_owner_group_and_mode(tmp_path, capsys):
     dri = make_dri(tmp_path, ["renderD128"], mode=0o640)
-    vainfo, _ = make_vainfo(tmp_path, {"renderD128": OK_FIXTURE})
+    vainfo, _log = make_vainfo(tmp_path, {"renderD128": OK_FIXTURE})
     out = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo})
     node = os.path.join(dri, "renderD128")
     info = out["ansible_facts"]["vainfo"]["devices"][node]
@@ -175,7 +175,7 @@ def test_missing_dev_dri_is_a_fact_with_the_hostpci_hint(tmp_path, capsys):
 
 def test_dri_without_render_nodes_gets_the_same_hint(tmp_path, capsys):
     dri = make_dri(tmp_path, ["card0"])
-    vainfo, _ = make_vainfo(tmp_path, {})
+    vainfo, _log = make_vainfo(tmp_path, {})
     facts = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo})["ansible_facts"]["vainfo"]
     assert facts["available"] is False
     assert facts["hint"] == vainfo_facts.HINT_NO_RENDER_NODE
@@ -226,7 +226,7 @@ def test_missing_device_option_node(tmp_path, capsys):
 )
 def test_failed_runs_give_a_hint(tmp_path, capsys, fixture, words):
     dri = make_dri(tmp_path, ["renderD128"])
-    vainfo, _ = make_vainfo(tmp_path, {"renderD128": fixture})
+    vainfo, _log = make_vainfo(tmp_path, {"renderD128": fixture})
     facts = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo})["ansible_facts"]["vainfo"]
     result = facts["results"][os.path.join(dri, "renderD128")]
     assert result["status"] == "failed"
@@ -239,7 +239,7 @@ def test_failed_runs_give_a_hint(tmp_path, capsys, fixture, words):
 
 def test_unopenable_device_hint(tmp_path, capsys):
     dri = make_dri(tmp_path, ["renderD128"])
-    vainfo, _ = make_vainfo(tmp_path, {})  # every device falls through to "Failed to open the given device!"
+    vainfo, _log = make_vainfo(tmp_path, {})  # every device falls through to "Failed to open the given device!"
     facts = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo})["ansible_facts"]["vainfo"]
     assert facts["results"][os.path.join(dri, "renderD128")]["error"] == "Failed to open the given device!"
     assert "`render` group" in facts["hint"]
@@ -265,7 +265,7 @@ def test_nonzero_exit_after_a_driver_line_is_a_failure(tmp_path, capsys):
 
 def test_check_mode_gives_the_same_facts(tmp_path, capsys):
     dri = make_dri(tmp_path, ["renderD128"])
-    vainfo, _ = make_vainfo(tmp_path, {"renderD128": OK_FIXTURE})
+    vainfo, _log = make_vainfo(tmp_path, {"renderD128": OK_FIXTURE})
     normal = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo})
     checked = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo, "_ansible_check_mode": True})
     assert checked["changed"] is False
