@@ -1,0 +1,364 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 homelab.gpu_passthrough maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Proxmox VE API session of the collection's modules, on top of proxmoxer.
+
+* Authentication with a password (ticket) or an API token, with the option names and meaning of
+  community.proxmox (``api_user`` like ``automation@pve``, ``api_token_id`` the token's name like
+  ``ansible``), so inventories move over unchanged.
+* Certificate checks on by default; a self-signed cluster works with ``ca_path``.
+* ``get``/``post``/``put``/``delete`` take an API path such as ``/nodes/pve1/qemu/120/config`` and
+  return the ``data`` of the answer. Reads (GET) are retried on transient failures (connection
+  errors, 5xx) with a short backoff; writes are never retried.
+* ``wait_task`` follows a UPID until the task stops, polling fast first and backing off, and fails
+  at once with the task's exit status text.
+* Every failure is a ``PassthroughError`` carrying Proxmox's own message and a fix.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+
+try:
+    import requests
+    from proxmoxer import ProxmoxAPI
+    from proxmoxer.core import AuthenticationError, ResourceException
+except ImportError:
+    HAS_PROXMOXER = False
+    PROXMOXER_IMPORT_ERROR = traceback.format_exc()
+else:
+    HAS_PROXMOXER = True
+    PROXMOXER_IMPORT_ERROR = None
+
+DEFAULT_PORT = 8006
+ROOT = "root@pam"
+
+AUTH_ARGUMENT_SPEC = dict(
+    api_host=dict(type="str", required=True, fallback=(env_fallback, ["PROXMOX_HOST"])),
+    api_port=dict(type="int", fallback=(env_fallback, ["PROXMOX_PORT"])),
+    api_user=dict(type="str", required=True, fallback=(env_fallback, ["PROXMOX_USER"])),
+    api_password=dict(type="str", no_log=True, fallback=(env_fallback, ["PROXMOX_PASSWORD"])),
+    api_token_id=dict(type="str", no_log=False, fallback=(env_fallback, ["PROXMOX_TOKEN_ID"])),
+    api_token_secret=dict(type="str", no_log=True, fallback=(env_fallback, ["PROXMOX_TOKEN_SECRET"])),
+    validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["PROXMOX_VALIDATE_CERTS"])),
+    ca_path=dict(type="path", fallback=(env_fallback, ["PROXMOX_CA_PATH"])),
+    api_timeout=dict(type="int", default=30),
+)
+AUTH_REQUIRED_ONE_OF = [("api_password", "api_token_id")]
+AUTH_REQUIRED_TOGETHER = [("api_token_id", "api_token_secret")]
+AUTH_MUTUALLY_EXCLUSIVE = [("api_password", "api_token_id")]
+
+FIX_TLS = (
+    "give the cluster's CA certificate with 'ca_path: <your cluster CA, /etc/pve/pve-root-ca.pem on a node>' "
+    "(or PROXMOX_CA_PATH), or turn the check off with 'validate_certs: false' on a network you control."
+)
+
+# Reads are tried this often in all; the pauses between the tries.
+READ_ATTEMPTS = 3
+READ_BACKOFF = (0.1, 0.4)
+# Task polling: shortest pause, pause as a share of the task's run time so far, longest pause.
+POLL_FIRST = 0.05
+POLL_FACTOR = 0.5
+POLL_MAX = 1.0
+# HTTP statuses of a read worth another try: server errors and PVE's proxy errors, not "not implemented".
+_TRANSIENT_SKIP = (501,)
+
+
+def task_ok(exitstatus):
+    """pve-common: src/PVE/UPID.pm status_is_error: only ``OK`` and ``WARNINGS: <n>`` are success."""
+    if exitstatus == "OK":
+        return True
+    return isinstance(exitstatus, str) and exitstatus.startswith("WARNINGS: ") and exitstatus[len("WARNINGS: "):].strip().isdigit()
+
+
+def upid_node(upid):
+    """The node of a UPID ``UPID:<node>:<pid>:<pstart>:<starttime>:<type>:<id>:<user>:`` (pve-common UPID.pm)."""
+    parts = str(upid).split(":")
+    if len(parts) < 8 or parts[0] != "UPID" or not parts[1]:
+        raise PassthroughError(
+            "%r is not a Proxmox task id (UPID)." % (upid,),
+            fix="pass the string a Proxmox API call returned, shaped UPID:<node>:<pid>:<pstart>:<starttime>:<type>:<id>:<user>:.",
+            link="input",
+        )
+    return parts[1]
+
+
+def _clean(params):
+    """Drop None values, write booleans as 1/0 (what PVE's schema expects)."""
+    out = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = 1 if value else 0
+        out[key] = value
+    return out
+
+
+class PveSession:
+    """One authenticated connection to a Proxmox VE cluster."""
+
+    def __init__(self, api_host, api_user, api_password=None, api_token_id=None, api_token_secret=None, api_port=None,
+                 validate_certs=True, ca_path=None, api_timeout=30):
+        if not HAS_PROXMOXER:
+            raise PassthroughError(
+                "The Python library proxmoxer (and requests) is needed to talk to the Proxmox API.",
+                fix="install it on the host that runs the module: pip install proxmoxer requests.",
+                link="input",
+            )
+        if not api_host:
+            raise PassthroughError("api_host is empty.", fix="set api_host (or PROXMOX_HOST) to a cluster node's name or address.")
+        if not api_user:
+            raise PassthroughError("api_user is empty.", fix="set api_user (or PROXMOX_USER), e.g. root@pam or automation@pve.")
+        token_name = api_token_id
+        if token_name and "!" in token_name:
+            # A full token id 'user@realm!name' is accepted too; its user part must agree with api_user.
+            token_user, _sep, token_name = token_name.partition("!")
+            if token_user != api_user:
+                raise PassthroughError(
+                    "api_token_id %r belongs to %s, but api_user is %s." % (api_token_id, token_user, api_user),
+                    fix="set api_token_id to the token's name only (e.g. 'ansible') and api_user to its user.",
+                )
+        if api_password is None and not (token_name and api_token_secret):
+            raise PassthroughError(
+                "No credentials for %s: neither api_password nor api_token_id with api_token_secret is set." % api_user,
+                fix="set api_password (PROXMOX_PASSWORD), or api_token_id and api_token_secret (PROXMOX_TOKEN_ID, PROXMOX_TOKEN_SECRET).",
+            )
+        self.api_host = api_host
+        self.api_port = int(api_port) if api_port else DEFAULT_PORT
+        self.api_user = api_user
+        self._password = api_password
+        self.token_name = token_name if api_password is None else None
+        self._token_secret = api_token_secret
+        self.validate_certs = bool(validate_certs)
+        self.ca_path = ca_path
+        self.api_timeout = api_timeout or 30
+        self._api = None
+        self.request_count = {"reads": 0, "writes": 0, "logins": 0}
+        if not self.validate_certs:
+            try:
+                requests.packages.urllib3.disable_warnings()
+            except AttributeError:
+                pass
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def authid(self):
+        """What PVE sees as the user: ``root@pam`` or ``user@realm!tokenid`` for a token."""
+        if self.token_name:
+            return "%s!%s" % (self.api_user, self.token_name)
+        return self.api_user
+
+    @property
+    def is_root(self):
+        return self.authid == ROOT
+
+    @property
+    def url(self):
+        return "https://%s:%d/api2/json" % (self.api_host, self.api_port)
+
+    def _verify(self):
+        if not self.validate_certs:
+            return False
+        return self.ca_path or True
+
+    # ------------------------------------------------------------------ errors
+    def _tls_error(self, exc):
+        return PassthroughError(
+            "The TLS certificate of the Proxmox API at %s could not be verified (%s)." % (self.url, _short(exc)),
+            fix=FIX_TLS,
+            link="input",
+        )
+
+    def _connection_error(self, method, path, exc):
+        return PassthroughError(
+            "Cannot reach the Proxmox API at %s (%s %s): %s." % (self.url, method, path, _short(exc)),
+            fix="check api_host/api_port (PROXMOX_HOST/PROXMOX_PORT), that pveproxy runs on the node and that the port is reachable; "
+                "raise api_timeout if the cluster is slow.",
+            link="input",
+        )
+
+    def _api_error(self, method, path, exc):
+        status = getattr(exc, "status_code", None)
+        text = (getattr(exc, "content", None) or str(exc)).strip()
+        errors = getattr(exc, "errors", None)
+        message = "Proxmox API %s %s failed: %s %s" % (method, path, status, text)
+        if errors:
+            if isinstance(errors, dict):
+                message += " (%s)" % "; ".join("%s: %s" % (k, str(v).strip()) for k, v in sorted(errors.items()))
+            else:
+                message += " (%s)" % str(errors).strip()
+        details = {"status": status, "pve_message": text}
+        if status == 401:
+            return PassthroughError(
+                message + ".",
+                fix="check api_user, api_token_id and api_token_secret: a token is given as its name (e.g. 'ansible') with its user in api_user.",
+                link="input",
+                details=details,
+            )
+        if status == 403:
+            return PassthroughError(
+                message + ".",
+                fix="grant %s the privilege named above on that path (Datacenter > Permissions), or use a user that has it." % self.authid,
+                link="input",
+                details=details,
+            )
+        if status == 400:
+            return PassthroughError(message + ".", fix="correct the parameter named above.", link="input", details=details)
+        return PassthroughError(message + ".", fix="see Proxmox's message above; the cluster's task log and journal have details.",
+                                link="vm_config", details=details)
+
+    # ------------------------------------------------------------------ connection
+    def _connect(self):
+        if self._api is not None:
+            return self._api
+        kwargs = dict(port=self.api_port, user=self.api_user, verify_ssl=self._verify(), timeout=self.api_timeout)
+        if self.token_name:
+            kwargs.update(token_name=self.token_name, token_value=self._token_secret)
+        else:
+            kwargs.update(password=self._password)
+        last = None
+        for attempt in range(READ_ATTEMPTS):
+            if attempt:
+                time.sleep(READ_BACKOFF[min(attempt - 1, len(READ_BACKOFF) - 1)])
+            try:
+                if not self.token_name:
+                    self.request_count["logins"] += 1
+                self._api = ProxmoxAPI(self.api_host, backend="https", **kwargs)
+                return self._api
+            except requests.exceptions.SSLError as exc:
+                raise self._tls_error(exc) from None
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                last = self._connection_error("POST", "/access/ticket", exc)
+            except AuthenticationError as exc:
+                text = str(exc)
+                if " code: 5" in text:
+                    last = PassthroughError("Login to %s failed: %s." % (self.url, text), fix="retry later; the API answered a server error.", link="input")
+                    continue
+                raise PassthroughError(
+                    "Authentication failed for %s at %s (%s)." % (self.api_user, self.url, text),
+                    fix="check api_user (with its realm, e.g. root@pam) and api_password.",
+                    link="input",
+                ) from None
+        raise last
+
+    def _call(self, method, path, params):
+        api = self._connect()
+        resource = api(str(path).strip("/"))
+        params = _clean(params)
+        is_read = method == "GET"
+        attempts = READ_ATTEMPTS if is_read else 1
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(READ_BACKOFF[min(attempt - 1, len(READ_BACKOFF) - 1)])
+            self.request_count["reads" if is_read else "writes"] += 1
+            final = attempt == attempts - 1
+            try:
+                if method == "GET":
+                    return resource.get(**params)
+                if method == "POST":
+                    return resource.post(**params)
+                if method == "PUT":
+                    return resource.put(**params)
+                return resource.delete(**params)
+            except requests.exceptions.SSLError as exc:
+                raise self._tls_error(exc) from None
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                if final:
+                    raise self._connection_error(method, path, exc) from None
+            except ResourceException as exc:
+                status = getattr(exc, "status_code", 0) or 0
+                if final or status < 500 or status in _TRANSIENT_SKIP:
+                    raise self._api_error(method, path, exc) from None
+        raise PassthroughError("unreachable", link="input")  # pragma: no cover
+
+    # ------------------------------------------------------------------ verbs
+    def get(self, path, **params):
+        """GET ``path`` (retried on transient failures); returns the answer's ``data``."""
+        return self._call("GET", path, params)
+
+    def post(self, path, **params):
+        """POST ``path`` once; returns ``data`` (a UPID for asynchronous calls)."""
+        return self._call("POST", path, params)
+
+    def put(self, path, **params):
+        """PUT ``path`` once; returns ``data``."""
+        return self._call("PUT", path, params)
+
+    def delete(self, path, **params):
+        """DELETE ``path`` once; returns ``data``."""
+        return self._call("DELETE", path, params)
+
+    # ------------------------------------------------------------------ tasks
+    def wait_task(self, upid, timeout=600):
+        """Wait for a task to stop; returns its status dict.
+
+        Polls ``GET /nodes/{node}/tasks/{upid}/status`` (pve-manager PVE/API2/Tasks.pm) at once, then
+        pausing half the time waited so far (0.05 s to 1 s), so short tasks are noticed quickly.
+        Raises ``PassthroughError`` (link ``vm_config``) with the task's
+        exit status text when it is not ``OK``/``WARNINGS: n``, and when ``timeout`` seconds pass.
+        """
+        node = upid_node(upid)
+        path = "/nodes/%s/tasks/%s/status" % (node, upid)
+        started = time.monotonic()
+        deadline = started + timeout
+        while True:
+            status = self.get(path) or {}
+            if status.get("status") == "stopped":
+                exitstatus = status.get("exitstatus")
+                if task_ok(exitstatus):
+                    return status
+                raise PassthroughError(
+                    "Proxmox task %s (%s %s on %s) failed: %s" % (upid, status.get("type", "?"), status.get("id", ""), node, exitstatus),
+                    fix="see the task log (Datacenter > Tasks, or GET %s/log) and correct the cause named above." % path[: -len("/status")],
+                    link="vm_config",
+                    details={"upid": upid, "exitstatus": exitstatus},
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PassthroughError(
+                    "Proxmox task %s on %s still runs after %s s." % (upid, node, timeout),
+                    fix="wait for it to finish (or stop it in the task list) and run again; raise the timeout for slow operations.",
+                    link="vm_config",
+                    details={"upid": upid},
+                )
+            # The pause grows with the time the task has run: a task that ended is noticed within about
+            # half its run time (0.05 s at least, 1 s at most), and long tasks cost one read a second.
+            pause = min(max(POLL_FIRST, (time.monotonic() - started) * POLL_FACTOR), POLL_MAX)
+            time.sleep(min(pause, remaining))
+
+
+def _short(exc):
+    """The useful part of a requests/urllib3 error text."""
+    text = str(exc)
+    for marker in ("certificate verify failed", "CERTIFICATE_VERIFY_FAILED", "hostname mismatch", "Connection refused",
+                   "Connection aborted", "RemoteDisconnected", "timed out", "Name or service not known"):
+        if marker in text:
+            text = text[text.find(marker):]
+            break
+    for end in (" (_ssl.c", "'))", "\")"):
+        if end in text:
+            text = text[: text.find(end)]
+    return text[:300].strip(" '\"")
+
+
+def session_from_module(module):
+    """A ``PveSession`` from an AnsibleModule built with ``AUTH_ARGUMENT_SPEC``; fails the module without proxmoxer."""
+    if not HAS_PROXMOXER:
+        module.fail_json(msg=missing_required_lib("proxmoxer"), exception=PROXMOXER_IMPORT_ERROR)
+    p = module.params
+    return PveSession(
+        api_host=p["api_host"],
+        api_user=p["api_user"],
+        api_password=p.get("api_password"),
+        api_token_id=p.get("api_token_id"),
+        api_token_secret=p.get("api_token_secret"),
+        api_port=p.get("api_port"),
+        validate_certs=p.get("validate_certs", True),
+        ca_path=p.get("ca_path"),
+        api_timeout=p.get("api_timeout") or 30,
+    )
