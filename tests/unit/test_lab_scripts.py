@@ -1,0 +1,116 @@
+"""The pure parts of lab/vm: accelerator choice and the QEMU command line."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+
+import pytest
+
+_VM = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "lab", "vm")
+
+
+def _load_vm():
+    loader = importlib.machinery.SourceFileLoader("lab_vm", _VM)
+    spec = importlib.util.spec_from_loader("lab_vm", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+vm = _load_vm()
+
+# A CPU under a paravirtual KVM module: /dev/kvm exists, no vmx/svm.
+CPUINFO_PVM = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx \
+mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology cpuid pni pclmulqdq ssse3 fma cx16 sse4_1 sse4_2 x2apic \
+hypervisor lahf_lm cmp_legacy cr8_legacy abm sse4a misalignsse 3dnowprefetch osvw topoext
+bugs\t\t: sysret_ss_attrs spectre_v1 spectre_v2 spec_store_bypass srso
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+flags\t\t: fpu vme de pse tsc msr pae
+"""
+CPUINFO_VMX = "processor\t: 0\nflags\t\t: fpu vme de pse tsc msr pae vmx ept vpid\n"
+CPUINFO_SVM = "processor\t: 0\nflags\t\t: fpu vme svm npt\n"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "kvm_usable", "expected"),
+    [
+        (CPUINFO_PVM, True, "tcg"),
+        (CPUINFO_VMX, True, "kvm"),
+        (CPUINFO_SVM, True, "kvm"),
+        (CPUINFO_VMX, False, "tcg"),
+        ("", True, "tcg"),
+        # "vmx" in another field or as part of a word does not count.
+        ("model name\t: vmx-less\nflags\t\t: fpu svmx\n", True, "tcg"),
+    ],
+)
+def test_choose_accel(cpuinfo, kvm_usable, expected):
+    assert vm.choose_accel(cpuinfo, kvm_usable) == expected
+
+
+def _cmd(accel: str) -> list[str]:
+    return vm.qemu_command(
+        name="t",
+        accel=accel,
+        memory_mib=2048,
+        ovmf_code="/fw/CODE.fd",
+        ovmf_vars="/vm/VARS.fd",
+        disk="/vm/disk.qcow2",
+        port=2222,
+        serial_log="/vm/serial.log",
+        qmp_socket="/vm/qmp.sock",
+        pidfile="/vm/qemu.pid",
+    )
+
+
+def _pairs(cmd: list[str]) -> list[tuple[str, str]]:
+    return [(cmd[i], cmd[i + 1]) for i in range(len(cmd) - 1) if cmd[i].startswith("-")]
+
+
+def test_tcg_command_line():
+    pairs = _pairs(_cmd("tcg"))
+    assert ("-accel", "tcg,thread=multi") in pairs
+    assert ("-cpu", "max") in pairs
+    assert ("-smp", "2") in pairs
+    assert ("-machine", "q35") in pairs
+
+
+def test_kvm_command_line_splits_the_irqchip():
+    pairs = _pairs(_cmd("kvm"))
+    assert ("-accel", "kvm") in pairs
+    assert ("-machine", "q35,kernel-irqchip=split") in pairs
+
+
+def test_stand_in_gpu_is_one_multifunction_slot():
+    devices = [v for k, v in _pairs(_cmd("tcg")) if k == "-device"]
+    assert devices.index("intel-iommu,intremap=on,caching-mode=on") < devices.index("pcie-root-port,id=rp1,chassis=1,slot=1")
+    assert "bochs-display,bus=rp1,addr=0.0,multifunction=on" in devices
+    assert "intel-hda,bus=rp1,addr=0.1" in devices
+
+
+def test_ssh_is_forwarded_on_loopback_only():
+    netdevs = [v for k, v in _pairs(_cmd("tcg")) if k == "-netdev"]
+    assert netdevs == ["user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22"]
+
+
+def test_firmware_vars_are_per_vm_and_code_read_only():
+    drives = [v for k, v in _pairs(_cmd("tcg")) if k == "-drive"]
+    assert "if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd" in drives
+    assert "if=pflash,format=raw,unit=1,file=/vm/VARS.fd" in drives
+
+
+@pytest.mark.parametrize("name", ["host-prep-grub", "a", "vm_1.x"])
+def test_vm_names_accepted(name):
+    assert vm.vm_dir(name).endswith(os.sep + name)
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a/b", "-x", "a b"])
+def test_vm_names_rejected(name):
+    with pytest.raises(vm.LabError):
+        vm.vm_dir(name)
