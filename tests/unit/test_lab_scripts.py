@@ -1,21 +1,19 @@
-"""The pure parts of lab/vm: accelerator choice and the QEMU command line."""
+"""The pure parts of lab/vm.py: accelerator choice, the QEMU command line, VM names."""
 
 from __future__ import annotations
 
-import importlib.machinery
 import importlib.util
 import os
 
 import pytest
 
-_VM = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "lab", "vm")
+_VM = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "lab", "vm.py")
 
 
 def _load_vm():
-    loader = importlib.machinery.SourceFileLoader("lab_vm", _VM)
-    spec = importlib.util.spec_from_loader("lab_vm", loader)
+    spec = importlib.util.spec_from_file_location("lab_vm", _VM)
     module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
+    spec.loader.exec_module(module)
     return module
 
 

@@ -72,12 +72,12 @@ def test_kernel_log_shows_iommu_on_in_passthrough_mode(host):
 
 
 def test_stand_in_functions_share_one_iommu_group(stand_in):
-    groups = {d["group"] for _, d in stand_in}
+    groups = {facts["group"] for _address, facts in stand_in}
     assert len(groups) == 1 and "" not in groups, f"one IOMMU group expected: {stand_in}"
 
 
 def test_stand_in_functions_are_bound_to_vfio_pci(host, stand_in):
-    for address, _ in stand_in:
+    for address, _facts in stand_in:
         driver = host.file(f"/sys/bus/pci/devices/{address}/driver")
         assert driver.is_symlink, f"{address} has no driver"
         assert os.path.basename(driver.linked_to) == "vfio-pci", f"{address} is on {driver.linked_to}"
