@@ -37,19 +37,17 @@ options:
       - Root of the file system to inspect; C(sys/) and C(proc/) are read below it.
     type: path
     default: /
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   facts:
-    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
   platform:
-    description: Target OS/families that can be operated against.
-    support: full
     platforms: debian
 notes:
   - Addresses are always the full lower-case form V(0000:00:02.0); group numbers are strings.

@@ -44,19 +44,17 @@ options:
         from choosing C(i965) or a BMC's C(ast) driver.
       - By default the variable is not set and libva picks the driver itself.
     type: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   facts:
-    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
   platform:
-    description: Target OS/families that can be operated against.
-    support: full
     platforms: posix
 notes:
   - Needs C(vainfo) from the C(vainfo) package (Debian/Ubuntu) or C(libva-utils) (Fedora, Arch).

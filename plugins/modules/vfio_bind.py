@@ -76,19 +76,17 @@ options:
       - Root of the file system to act on; C(sys/) and O(conf_path) are taken below it.
     type: path
     default: /
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
   facts:
-    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: none
   platform:
-    description: Target OS/families that can be operated against.
-    support: full
     platforms: debian
 notes:
   - The original driver of a device already on vfio-pci (after a reboot) comes from the comment the module keeps in
