@@ -20,6 +20,7 @@ import errno
 import os
 import re
 
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import kernel_cmdline
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 
 VFIO_DRIVER = "vfio-pci"
@@ -173,22 +174,7 @@ def select_devices(facts, spec, all_matches=False):
 
 def split_cmdline(line):
     """Split a kernel command line on blanks, keeping double-quoted blanks and every character as written."""
-    tokens = []
-    current = []
-    quoted = False
-    for char in line:
-        if char == '"':
-            quoted = not quoted
-            current.append(char)
-        elif char.isspace() and not quoted:
-            if current:
-                tokens.append("".join(current))
-                current = []
-        else:
-            current.append(char)
-    if current:
-        tokens.append("".join(current))
-    return tokens
+    return kernel_cmdline.parse(line)
 
 
 def passthrough_in_effect(tokens):
