@@ -541,6 +541,78 @@ def validate_config(config, user=None, raise_errors=False):
     return problems
 
 
+# The module options of one hostpciN entry and the property each one writes.
+ENTRY_OPTIONS = (("host", "host"), ("mapping", "mapping"), ("pcie", "pcie"), ("rombar", "rombar"), ("x_vga", "x-vga"),
+                 ("mdev", "mdev"), ("romfile", "romfile"), ("legacy_igd", "legacy-igd"))
+VENDOR_DEVICE_RE = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{4})$")
+
+
+def entry_value(entry, host=None):
+    """The hostpciN value for module options such as ``{"host": ..., "pcie": True, "x_vga": False}``.
+
+    ``host`` replaces ``entry["host"]`` (the resolved address); options that are None are left out,
+    so Proxmox VE's defaults apply to them.
+    """
+    flat = {}
+    for option, prop in ENTRY_OPTIONS:
+        value = host if option == "host" and host is not None else entry.get(option)
+        if value is not None:
+            flat[prop] = value
+    return format_hostpci(flat)
+
+
+def is_vendor_device(host):
+    return bool(VENDOR_DEVICE_RE.match(str(host or "").strip()))
+
+
+def _hex(value):
+    return str(value or "").lower().replace("0x", "")
+
+
+def resolve_host(host, devices, node):
+    """The PCI address(es) for a ``host`` option, checked against ``devices`` (the node's
+    ``GET /nodes/{node}/hardware/pci`` rows, pve-manager ``PVE/API2/Hardware/PCI.pm``).
+
+    ``vendor:device`` ids must match exactly one device; addresses (with or without domain,
+    ``;``-joined) must each be a device or, without function, a device's slot.
+    """
+    match = VENDOR_DEVICE_RE.match(str(host).strip())
+    if match:
+        vendor, device = match.group(1).lower(), match.group(2).lower()
+        found = sorted(d["id"] for d in devices if _hex(d.get("vendor")) == vendor and _hex(d.get("device")) == device)
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise PassthroughError(
+                "No PCI device with ids %s:%s on node %s." % (vendor, device, node),
+                fix="check the ids with 'lspci -nn' on %s, or give the PCI address." % node,
+                link="input",
+                details={"option": "host"},
+            )
+        raise PassthroughError(
+            "PCI ids %s:%s match %d devices on node %s: %s." % (vendor, device, len(found), node, ", ".join(found)),
+            fix="give the PCI address of the one to pass.",
+            link="input",
+            details={"option": "host"},
+        )
+    parsed = parse(host)
+    if parsed["host"] is None or parsed["mapping"] is not None or parsed["options"]:
+        raise PassthroughError("host %r is not a PCI address or vendor:device ids." % host,
+                               fix="give host like '0000:00:02.0' and set the other options through their own parameters.",
+                               link="input", details={"option": "host"})
+    ids = [normalize_id(h) for h in parsed["hosts"]]
+    known = [d["id"] for d in devices]
+    for pci_id in ids:
+        if not any(k == pci_id or k.startswith(pci_id + ".") for k in known):
+            raise PassthroughError(
+                "No PCI device %s on node %s (GET /nodes/%s/hardware/pci)." % (pci_id, node, node),
+                fix="check the address with 'lspci -D' on %s; the VM must be on the node that has the device." % node,
+                link="input",
+                details={"option": "host"},
+            )
+    return ";".join(ids)
+
+
 def slot_sort_key(key):
     match = re.match(r"^([a-z_-]+)(\d+)$", key)
     if match:

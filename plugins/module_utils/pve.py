@@ -60,10 +60,14 @@ FIX_TLS = (
 # Reads are tried this often in all; the pauses between the tries.
 READ_ATTEMPTS = 3
 READ_BACKOFF = (0.1, 0.4)
-# Task polling: shortest pause, pause as a share of the task's run time so far, longest pause.
+# Task polling: the first look after POLL_FIRST, then pauses of half the run time so far, at most
+# POLL_MAX (so a VM start or shutdown is noticed within a quarter second), and POLL_MAX_LONG once a
+# task has run POLL_LONG_AFTER seconds (backups, clones), where a second's delay does not matter.
 POLL_FIRST = 0.05
 POLL_FACTOR = 0.5
-POLL_MAX = 1.0
+POLL_MAX = 0.25
+POLL_LONG_AFTER = 60.0
+POLL_MAX_LONG = 2.0
 # HTTP statuses of a read worth another try: server errors and PVE's proxy errors, not "not implemented".
 _TRANSIENT_SKIP = (501,)
 
@@ -294,11 +298,29 @@ class PveSession:
         return self._call("DELETE", path, params)
 
     # ------------------------------------------------------------------ tasks
+    def vm_state(self, node, vmid):
+        """``{"status", "lock", "config", "pending"}`` of a VM in two reads.
+
+        ``config`` is what ``GET .../config`` answers (pending values shown as set, pending deletions
+        gone, ``digest`` included), built from ``GET .../pending``, whose rows carry the current value,
+        the pending one and the ``digest`` (qemu-server PVE/API2/Qemu.pm ``vm_pending``, pve-guest-common
+        PVE/GuestHelpers.pm ``config_with_pending_array``); ``pending`` lists the keys with a pending
+        value or deletion.
+        """
+        status = self.get("/nodes/%s/qemu/%s/status/current" % (node, vmid)) or {}
+        config, pending = self.vm_config(node, vmid)
+        return {"status": status.get("status", "stopped"), "lock": status.get("lock"), "config": config, "pending": pending}
+
+    def vm_config(self, node, vmid):
+        """(config, pending keys) of a VM in one read; see ``vm_state``."""
+        return config_from_pending(self.get("/nodes/%s/qemu/%s/pending" % (node, vmid)) or [])
+
     def wait_task(self, upid, timeout=600):
         """Wait for a task to stop; returns its status dict.
 
-        Polls ``GET /nodes/{node}/tasks/{upid}/status`` (pve-manager PVE/API2/Tasks.pm) at once, then
-        pausing half the time waited so far (0.05 s to 1 s), so short tasks are noticed quickly.
+        Polls ``GET /nodes/{node}/tasks/{upid}/status`` (pve-manager PVE/API2/Tasks.pm) after 0.05 s,
+        then pausing half the time waited so far (0.05 s to 0.25 s; up to 2 s after a minute), so
+        short tasks cost one read and VM power tasks are noticed within a quarter second.
         Raises ``PassthroughError`` (link ``vm_config``) with the task's
         exit status text when it is not ``OK``/``WARNINGS: n``, and when ``timeout`` seconds pass.
         """
@@ -306,6 +328,8 @@ class PveSession:
         path = "/nodes/%s/tasks/%s/status" % (node, upid)
         started = time.monotonic()
         deadline = started + timeout
+        # A task is never done when its UPID comes back: the first read waits a little.
+        time.sleep(min(POLL_FIRST, max(timeout, 0)))
         while True:
             status = self.get(path) or {}
             if status.get("status") == "stopped":
@@ -326,10 +350,26 @@ class PveSession:
                     link="vm_config",
                     details={"upid": upid},
                 )
-            # The pause grows with the time the task has run: a task that ended is noticed within about
-            # half its run time (0.05 s at least, 1 s at most), and long tasks cost one read a second.
-            pause = min(max(POLL_FIRST, (time.monotonic() - started) * POLL_FACTOR), POLL_MAX)
+            ran = time.monotonic() - started
+            pause = min(max(POLL_FIRST, ran * POLL_FACTOR), POLL_MAX if ran < POLL_LONG_AFTER else POLL_MAX_LONG)
             time.sleep(min(pause, remaining))
+
+
+def config_from_pending(rows):
+    """(config as ``GET .../config`` shows it, sorted keys with a pending change) from ``GET .../pending`` rows."""
+    config, pending = {}, []
+    for row in rows:
+        key = row.get("key")
+        if key is None:
+            continue
+        if "pending" in row or row.get("delete"):
+            pending.append(key)
+        if row.get("delete"):
+            continue
+        value = row["pending"] if "pending" in row else row.get("value")
+        if value is not None:
+            config[key] = value
+    return config, sorted(pending)
 
 
 def _short(exc):

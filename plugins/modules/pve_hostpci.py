@@ -179,7 +179,6 @@ restarted:
   sample: false
 """
 
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import hostpci
@@ -192,8 +191,6 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import
     session_from_module,
 )
 
-VENDOR_DEVICE_RE = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{4})$")
-
 
 def find_vm_node(session, vmid):
     for res in session.get("/cluster/resources", type="vm") or []:
@@ -203,61 +200,8 @@ def find_vm_node(session, vmid):
                            fix="check vmid, or that the API user has VM.Audit on /vms/%s." % vmid, link="input")
 
 
-def _hex(value):
-    return str(value or "").lower().replace("0x", "")
-
-
-def resolve_host(session, node, host):
-    """A PCI address for ``host``: ``vendor:device`` ids are looked up on the node, addresses are checked there."""
-    devices = session.get("/nodes/%s/hardware/pci" % node, **{"pci-class-blacklist": ""}) or []
-    match = VENDOR_DEVICE_RE.match(host.strip())
-    if match:
-        vendor, device = match.group(1).lower(), match.group(2).lower()
-        found = sorted(d["id"] for d in devices if _hex(d.get("vendor")) == vendor and _hex(d.get("device")) == device)
-        if len(found) == 1:
-            return found[0]
-        if not found:
-            raise PassthroughError(
-                "No PCI device with ids %s:%s on node %s." % (vendor, device, node),
-                fix="check the ids with 'lspci -nn' on %s, or give the PCI address." % node,
-                link="input",
-            )
-        raise PassthroughError(
-            "PCI ids %s:%s match %d devices on node %s: %s." % (vendor, device, len(found), node, ", ".join(found)),
-            fix="give the PCI address of the one to pass.",
-            link="input",
-        )
-    try:
-        parsed = hostpci.parse(host)
-    except PassthroughError:
-        raise
-    if parsed["host"] is None or parsed["mapping"] is not None or parsed["options"]:
-        raise PassthroughError("host %r is not a PCI address or vendor:device ids." % host,
-                               fix="give host like '0000:00:02.0' and set the other options through their own parameters.")
-    ids = [hostpci.normalize_id(h) for h in parsed["hosts"]]
-    known = [d["id"] for d in devices]
-    for pci_id in ids:
-        if not any(k == pci_id or k.startswith(pci_id + ".") for k in known):
-            raise PassthroughError(
-                "No PCI device %s on node %s (GET /nodes/%s/hardware/pci)." % (pci_id, node, node),
-                fix="check the address with 'lspci -D' on %s; the VM must be on the node that has the device." % node,
-                link="input",
-            )
-    return ";".join(ids)
-
-
-def desired_value(p, host):
-    flat = {
-        "host": host,
-        "mapping": p["mapping"],
-        "pcie": p["pcie"],
-        "rombar": p["rombar"],
-        "x-vga": p["x_vga"],
-        "mdev": p["mdev"],
-        "romfile": p["romfile"],
-        "legacy-igd": p["legacy_igd"],
-    }
-    return hostpci.format({k: v for k, v in flat.items() if v is not None})
+def node_devices(session, node):
+    return session.get("/nodes/%s/hardware/pci" % node, **{"pci-class-blacklist": ""}) or []
 
 
 def _is_raw(value):
@@ -298,13 +242,19 @@ def run(module, session):
 
     node = p["node"] or find_vm_node(session, vmid)
     config_path = "/nodes/%s/qemu/%s/config" % (node, vmid)
-    config = session.get(config_path) or {}
+    vm = session.vm_state(node, vmid)
+    config = vm["config"]
     previous = config.get(key)
 
     want = None
     if present:
-        host = resolve_host(session, node, p["host"]) if p["host"] else None
-        want = desired_value(p, host)
+        host = None
+        if p["host"]:
+            host = p["host"]
+            unchanged = previous is not None and not hostpci.is_vendor_device(host) and hostpci.equivalent(previous, hostpci.entry_value(p))
+            if not unchanged:  # the node's device list is only needed for a new value or vendor:device ids
+                host = hostpci.resolve_host(host, node_devices(session, node), node)
+        want = hostpci.entry_value(p, host)
         hostpci.validate(want, machine=config.get("machine"), bios=config.get("bios"), vga=config.get("vga"),
                          user=authid, slot=slot, raise_errors=True)
         final = dict(config)
@@ -323,11 +273,9 @@ def run(module, session):
     if changed and previous is not None and authid != hostpci.ROOT and _is_raw(previous):
         raise hostpci.check_permission(previous, authid, key)[0]
 
-    status = session.get("/nodes/%s/qemu/%s/status/current" % (node, vmid)) or {}
-    running = status.get("status") == "running"
-    pending_items = session.get("/nodes/%s/qemu/%s/pending" % (node, vmid)) or []
-    key_pending = any(i.get("key") == key and ("pending" in i or i.get("delete")) for i in pending_items)
-    any_pending = any("pending" in i or i.get("delete") for i in pending_items)
+    running = vm["status"] == "running"
+    key_pending = key in vm["pending"]
+    any_pending = bool(vm["pending"])
 
     result = {"changed": changed, "key": key, "value": value, "previous": previous, "node": node, "restarted": False}
     if module._diff:

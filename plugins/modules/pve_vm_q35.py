@@ -24,6 +24,8 @@ description:
     destroyed and cloned from O(template) with the same vmid and name; net0 keeps its MAC address. This needs
     O(allow_recreate=true). A run interrupted at any step can be run again; it finds the backup it made (by the notes
     it gave it) or the clone it made (by a line in its description) and carries on from there.
+  - O(hostpci) entries are written in the same config write, so converting a VM and passing a GPU through to it
+    costs one restart.
   - A VM that already has the wanted settings is left alone without any write request.
 options:
   vmid:
@@ -86,6 +88,58 @@ options:
     description:
       - Cloud-init DNS servers, separated by spaces.
     type: str
+  hostpci:
+    description:
+      - PCI devices to pass through, each a C(hostpciN) entry written together with the conversion (one restart).
+      - Slots not listed are left alone. An entry is compared with what the VM has by meaning (V(00:02.0) and
+        V(0000:00:02.0,rombar=1) are the same), so a VM that has it is not touched.
+      - See M(homelab.gpu_passthrough.pve_hostpci) for one entry at a time, and for the permission rules - a raw
+        O(hostpci[].host) needs C(root@pam) with a password; with an API token use O(hostpci[].mapping).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      slot:
+        description:
+          - The N of C(hostpciN), 0 to 15. Defaults to the entry's position in the list.
+        type: int
+      host:
+        description:
+          - The host PCI device as an address (V(0000:00:02.0), V(00:02.0), V(0000:01:00) for all functions) or as
+            V(vendor:device) ids (V(8086:3e92)) looked up in C(/nodes/<node>/hardware/pci).
+          - A new address is checked against that list before the VM is shut down.
+          - Mutually exclusive with O(hostpci[].mapping).
+        type: str
+      mapping:
+        description:
+          - The id of a cluster PCI resource mapping; works with API tokens.
+        type: str
+      pcie:
+        description:
+          - Pass the device as PCI Express (C(pcie=1)); needs the q35 machine this module sets.
+        type: bool
+      rombar:
+        description:
+          - Whether the device's ROM is visible to the guest (Proxmox VE default V(true)).
+        type: bool
+      x_vga:
+        description:
+          - Mark the device as the VM's primary GPU (C(x-vga=1)).
+        type: bool
+      mdev:
+        description:
+          - Mediated device type, for example V(i915-GVTg_V5_4).
+        type: str
+      romfile:
+        description:
+          - A ROM file name under C(/usr/share/kvm/) on the node. Only C(root@pam) may set it.
+        type: str
+      state:
+        description:
+          - V(absent) removes C(hostpciN).
+        type: str
+        choices: [present, absent]
+        default: present
   conversion:
     description:
       - V(in_place) changes the VM's config and keeps everything else.
@@ -163,6 +217,30 @@ EXAMPLES = r"""
     efidisk_storage: local-lvm
   register: q35
 
+- name: Convert and pass the iGPU through in one restart (a raw address needs root@pam)
+  homelab.gpu_passthrough.pve_vm_q35:
+    api_host: pve1.home.arpa
+    api_user: root@pam
+    api_password: "{{ vault_pve_root_password }}"
+    vmid: 120
+    node: pve1
+    hostpci:
+      - host: "0000:00:02.0"
+        pcie: true
+        rombar: true
+        x_vga: false
+
+- name: The same with an API token, through a cluster PCI mapping
+  homelab.gpu_passthrough.pve_vm_q35:
+    api_host: pve1.home.arpa
+    api_user: automation@pve
+    api_token_id: ansible
+    api_token_secret: "{{ vault_pve_token_secret }}"
+    vmid: 120
+    hostpci:
+      - mapping: uhd630
+        pcie: true
+
 - name: Convert, but leave the VM stopped so a GPU can be attached first
   homelab.gpu_passthrough.pve_vm_q35:
     api_host: pve1.home.arpa
@@ -201,7 +279,8 @@ config:
   description: The VM config after the run (in check mode, the expected one), without C(digest).
   returned: success
   type: dict
-  sample: {"machine": "q35", "bios": "ovmf", "efidisk0": "local-lvm:vm-120-disk-1,efitype=4m,pre-enrolled-keys=0,size=4M"}
+  sample: {"machine": "q35", "bios": "ovmf", "efidisk0": "local-lvm:vm-120-disk-1,efitype=4m,pre-enrolled-keys=0,size=4M",
+           "hostpci0": "0000:00:02.0,pcie=1"}
 pending:
   description: Config keys still waiting in the VM's pending section (applied at the next start).
   returned: success
@@ -281,14 +360,10 @@ def locate(api, p):
 
 
 def read_vm(api, node, vmid):
-    """``{"status", "config", "pending"}`` of the VM, or None when it does not exist."""
+    """``{"status", "lock", "config", "pending"}`` of the VM, or None when it does not exist."""
     if not node:
         return None
-    status = api.get(_vm_path(node, vmid) + "/status/current") or {}
-    config = api.get(_vm_path(node, vmid) + "/config") or {}
-    rows = api.get(_vm_path(node, vmid) + "/pending") or []
-    pending = sorted(r["key"] for r in rows if "pending" in r or r.get("delete"))
-    return {"status": status.get("status", "stopped"), "lock": status.get("lock"), "config": config, "pending": pending}
+    return api.vm_state(node, vmid)
 
 
 def wait_active_tasks(api, node, vmids):
@@ -321,7 +396,49 @@ def _first_disk_storage(config):
     return None
 
 
-def desired_config(p, config):
+def hostpci_slot(entry, index):
+    slot = entry.get("slot")
+    slot = index if slot is None else slot
+    if not 0 <= slot < hostpci.MAX_HOSTPCI_DEVICES:
+        raise PassthroughError("hostpci[%d]: slot %d is out of range." % (index, slot),
+                               fix="use a slot from 0 to %d." % (hostpci.MAX_HOSTPCI_DEVICES - 1),
+                               link="input", details={"option": "hostpci"})
+    return slot
+
+
+def wanted_hostpci(api, p, node, config):
+    """``{slot: value or None}`` from the hostpci option. A host address that differs from the VM's entry, and
+    vendor:device ids, are checked against the node's device list (one read, only then)."""
+    wanted, devices = {}, None
+    for index, entry in enumerate(p["hostpci"]):
+        slot = hostpci_slot(entry, index)
+        if slot in wanted:
+            raise PassthroughError("hostpci names slot %d twice." % slot, fix="give each entry its own slot.",
+                                   link="input", details={"option": "hostpci"})
+        if entry.get("state") == "absent":
+            wanted[slot] = None
+            continue
+        if bool(entry.get("host")) == bool(entry.get("mapping")):
+            raise PassthroughError("hostpci[%d] needs exactly one of host and mapping." % index,
+                                   fix="give host (a PCI address or vendor:device ids) or mapping (a cluster PCI mapping id).",
+                                   link="input", details={"option": "hostpci"})
+        host = entry.get("host")
+        if host:
+            previous = config.get("hostpci%d" % slot)
+            same = previous is not None and not hostpci.is_vendor_device(host) and hostpci.equivalent(previous, hostpci.entry_value(entry))
+            if not same:
+                if devices is None:
+                    devices = api.get("/nodes/%s/hardware/pci" % node, **{"pci-class-blacklist": ""}) or []
+                host = hostpci.resolve_host(host, devices, node)
+        wanted[slot] = hostpci.entry_value(entry, host)
+    return wanted
+
+
+def managed_keys(p):
+    return CORE_KEYS + EXTRA_KEYS + tuple("hostpci%d" % hostpci_slot(e, i) for i, e in enumerate(p["hostpci"]))
+
+
+def desired_config(p, config, hostpci_wanted=None):
     """The desired state for vm_plan from the options (efidisk0 storage defaulted from the VM's disks)."""
     storage = p["efidisk_storage"]
     if storage is None and not config.get("efidisk0"):
@@ -334,14 +451,16 @@ def desired_config(p, config):
     for key in EXTRA_KEYS:
         if p[key] is not None:
             desired[key] = p[key]
+    if hostpci_wanted:
+        desired["hostpci"] = dict(hostpci_wanted)
     return desired
 
 
-def plan_in_place(api, p, vm):
+def plan_in_place(api, p, vm, hostpci_wanted):
     """vm_plan steps for the VM as it is; the final start is dropped with start=false."""
-    wanted_pending = [k for k in vm["pending"] if k in CORE_KEYS + EXTRA_KEYS]
-    steps = vm_plan.plan(vm["config"], desired_config(p, vm["config"]), running=vm["status"] == "running", restart=True,
-                         user=api.authid, pending=wanted_pending)
+    wanted_pending = [k for k in vm["pending"] if k in managed_keys(p)]
+    steps = vm_plan.plan(vm["config"], desired_config(p, vm["config"], hostpci_wanted), running=vm["status"] == "running",
+                         restart=True, user=api.authid, pending=wanted_pending)
     if not p["start"]:
         steps = [s for s in steps if s["action"] != "start"]
     return steps
@@ -424,13 +543,13 @@ def restart_after_failure(module, api, node, vmid):
         module.warn("VM %s could not be started again after the failure: %s" % (vmid, err))
 
 
-def convert_in_place(module, api, node, vmid, vm):
-    """Plan and (unless check mode) apply; returns (steps done, changed)."""
+def convert_in_place(module, api, node, vmid, vm, hostpci_wanted):
+    """Plan and (unless check mode) apply; returns the steps."""
     p = module.params
-    steps = plan_in_place(api, p, vm)
+    steps = plan_in_place(api, p, vm, hostpci_wanted)
     if not steps or module.check_mode:
         return steps
-    wanted_pending = [k for k in vm["pending"] if k in CORE_KEYS + EXTRA_KEYS]
+    wanted_pending = [k for k in vm["pending"] if k in managed_keys(p)]
     try:
         outcome = run_steps(module, api, node, vmid, steps, refresh_digest=bool(wanted_pending))
     except PassthroughError:
@@ -439,7 +558,7 @@ def convert_in_place(module, api, node, vmid, vm):
         raise
     if outcome == "replan":
         fresh = read_vm(api, node, vmid)
-        rest = vm_plan.plan(fresh["config"], desired_config(p, fresh["config"]), running=False, user=api.authid)
+        rest = vm_plan.plan(fresh["config"], desired_config(p, fresh["config"], hostpci_wanted), running=False, user=api.authid)
         run_steps(module, api, node, vmid, rest)
         if p["start"]:
             api.wait_task(api.post(_vm_path(node, vmid) + "/status/start"), timeout=LONG_TASK)
@@ -454,8 +573,9 @@ def find_backup(api, node, p, vmid, digest=None):
 class Recreate:
     """Carries out the steps vm_recreate.decide returned, re-reading what each step needs."""
 
-    def __init__(self, module, api, node, vmid, decision, vm, template_node):
+    def __init__(self, module, api, node, vmid, decision, vm, template_node, hostpci_wanted):
         self.module, self.api, self.node, self.vmid = module, api, node, vmid
+        self.hostpci_wanted = hostpci_wanted
         self.d = decision
         self.vm = vm
         self.template_node = template_node
@@ -504,7 +624,7 @@ class Recreate:
         config = api.get(_vm_path(self.node, self.vmid) + "/config")
         mark = vm_recreate.parse_mark(config.get("description")) or {}
         todo = [t for t in self.todo if t == "start"]
-        desired = desired_config(p, config)
+        desired = desired_config(p, config, self.hostpci_wanted)
         if self.d["mac"] and config.get("net0"):
             desired["net0"] = vm_recreate.net_with_mac(config["net0"], self.d["mac"])
         line = vm_recreate.mark_line(mark.get("template"), mark.get("backup"), mark.get("mac") or self.d["mac"], todo)
@@ -525,7 +645,7 @@ class Recreate:
                          digest=config.get("digest"))
 
 
-def predicted_recreate(api, p, vm, decision, template_node, vmid):
+def predicted_recreate(api, p, vm, decision, template_node, vmid, hostpci_wanted):
     """The config a recreate would lead to (check mode and diff): the template's, named, MAC kept, converted."""
     if decision["mode"] == "resume":
         config = dict(vm["config"])
@@ -533,7 +653,7 @@ def predicted_recreate(api, p, vm, decision, template_node, vmid):
         config = dict(api.get(_vm_path(template_node, p["template"]) + "/config") or {})
         config.pop("template", None)
         config["name"] = p["name"] or decision["name"] or config.get("name")
-    desired = desired_config(p, config)
+    desired = desired_config(p, config, hostpci_wanted)
     if decision["mac"] and config.get("net0"):
         desired["net0"] = vm_recreate.net_with_mac(config["net0"], decision["mac"])
     return vm_plan.apply_plan(config, vm_plan.plan(config, desired), vmid=vmid)
@@ -593,16 +713,17 @@ def run(module):
         decision, node, template_node = decide_recreate(module, api, vmid, node, resources, vm)
     result = {"changed": False, "vmid": vmid, "node": node}
 
+    hostpci_wanted = wanted_hostpci(api, p, node, vm["config"] if vm and decision["mode"] == "in_place" else {})
     if decision["mode"] == "in_place":
-        result["plan"] = convert_in_place(module, api, node, vmid, vm)
+        result["plan"] = convert_in_place(module, api, node, vmid, vm, hostpci_wanted)
         after = vm_plan.apply_plan(before, result["plan"], vmid=vmid)
     else:
         result["plan"] = decision["steps"]
         result["backup"] = decision["backup"]
         if module.check_mode:
-            after = predicted_recreate(api, p, vm, decision, template_node, vmid)
+            after = predicted_recreate(api, p, vm, decision, template_node, vmid, hostpci_wanted)
         else:
-            job = Recreate(module, api, node, vmid, decision, vm, template_node)
+            job = Recreate(module, api, node, vmid, decision, vm, template_node, hostpci_wanted)
             job.run()
             result["backup"] = job.backup
         if not result["backup"]:
@@ -611,9 +732,8 @@ def run(module):
 
     result["pending"] = (vm or {}).get("pending", [])
     if result["changed"] and not module.check_mode:
-        fresh = read_vm(api, node, vmid)
-        after = {k: v for k, v in fresh["config"].items() if k != "digest"}
-        result["pending"] = fresh["pending"]
+        config, result["pending"] = api.vm_config(node, vmid)
+        after = {k: v for k, v in config.items() if k != "digest"}
     result["config"] = after
     if module._diff and result["changed"]:
         result["diff"] = {"before": before, "after": after}
@@ -640,6 +760,17 @@ def main():
         backup_before_recreate=dict(type="bool", default=True),
         backup_storage=dict(type="str", default="local"),
         template=dict(type="int"),
+        hostpci=dict(type="list", elements="dict", default=[], options=dict(
+            slot=dict(type="int"),
+            host=dict(type="str"),
+            mapping=dict(type="str"),
+            pcie=dict(type="bool"),
+            rombar=dict(type="bool"),
+            x_vga=dict(type="bool"),
+            mdev=dict(type="str"),
+            romfile=dict(type="str"),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+        )),
         shutdown_timeout=dict(type="int", default=180),
         start=dict(type="bool", default=True),
     )

@@ -109,6 +109,7 @@ def _playbook(tmp_path, sim, args, check=False):
     task_args = {"api_host": "127.0.0.1", "api_port": sim.port, "api_user": "root@pam", "api_password": "rootpass",
                  "ca_path": sim.ca_path, "vmid": 120, "efidisk_storage": "local-lvm"}
     task_args.update(args)
+    task_args = {k: v for k, v in task_args.items() if v is not None}  # None drops a default (api_password for a token)
     task = {"homelab.gpu_passthrough.pve_vm_q35": task_args, "register": "r", "ignore_errors": True, "diff": True}
     if check:
         task["check_mode"] = True
@@ -284,6 +285,72 @@ def test_dropped_connection_while_polling_a_task(tmp_path, sim):
     assert not result.get("failed"), result
     assert_converted(sim.vm(120))
     assert sim.vm(120)["status"] == "running"
+
+
+# ---------------------------------------------------------------------------------------------
+# PCI devices in the same change
+# ---------------------------------------------------------------------------------------------
+
+IGPU = [{"host": "8086:3e92", "pcie": True, "rombar": True, "x_vga": False}]
+
+
+def power_tasks(state):
+    return sorted(t["type"] for t in state["tasks"].values() if t["type"] in ("qmshutdown", "qmstop", "qmstart", "qmreboot"))
+
+
+def token_auth(sim):
+    token = sim.data["access"]["users"]["automation@pve"]["tokens"]["ansible"]["secret"]
+    return {"api_user": "automation@pve", "api_password": None, "api_token_id": "ansible", "api_token_secret": token}
+
+
+def test_conversion_and_hostpci_take_one_restart(tmp_path, sim):
+    result = run_module(tmp_path, sim, hostpci=IGPU)
+    assert not result.get("failed"), result
+    assert [s["action"] for s in result["plan"]] == ["shutdown", "set_config", "start"]
+    assert result["plan"][1]["config"]["hostpci0"] == "0000:00:02.0,pcie=1,rombar=1,x-vga=0"
+    vm = sim.vm(120)
+    assert_converted(vm)
+    assert vm["status"] == "running"
+    assert hostpci_options(vm["config"]["hostpci0"]) == hostpci_options("0000:00:02.0,pcie=1")
+    assert power_tasks(sim.snapshot()) == ["qmshutdown", "qmstart"]
+    assert result["config"]["hostpci0"] == vm["config"]["hostpci0"]
+
+    # the same entry written as an address: nothing to do, and no device list read for it
+    sim.reset_counters()
+    again = run_module(tmp_path, sim, hostpci=[{"host": "00:02.0", "pcie": True}])
+    assert again["changed"] is False and again["plan"] == []
+    endpoints = sim.counters()["endpoints"]
+    assert writes(sim) == 0
+    assert "GET /nodes/{node}/hardware/pci" not in endpoints, endpoints
+    assert power_tasks(sim.snapshot()) == ["qmshutdown", "qmstart"]
+
+
+def hostpci_options(value):
+    """A hostpciN value as a dict with Proxmox VE's defaults for rombar and x-vga filled in."""
+    host, *options = value.split(",")
+    found = {"host": host, "rombar": "1", "x-vga": "0"}
+    found.update(option.split("=", 1) for option in options)
+    return found
+
+
+def test_token_with_a_raw_host_fails_before_any_write(tmp_path, sim):
+    before = sim.snapshot()["vms"]["120"]
+    sim.reset_counters()
+    result = run_module(tmp_path, sim, node="pve1", hostpci=[{"host": "0000:00:02.0", "pcie": True}], **token_auth(sim))
+    assert result.get("failed") is True
+    assert "only root can set 'hostpci0' config for non-mapped devices" in result["msg"], result
+    assert "mapping" in result["fix"] and "root@pam" in result["fix"], result
+    assert writes(sim) == 0
+    assert sim.snapshot()["vms"]["120"]["config"] == before["config"] and sim.vm(120)["status"] == "running"
+
+
+def test_a_device_the_node_lacks_fails_before_the_shutdown(tmp_path, sim):
+    result = run_module(tmp_path, sim, hostpci=[{"host": "0000:05:00.0", "pcie": True}])
+    assert result.get("failed") is True
+    assert "No PCI device 0000:05:00.0 on node pve1" in result["msg"], result
+    assert writes(sim) == 0
+    assert sim.vm(120)["status"] == "running" and "machine" not in sim.vm(120)["config"]
+    assert power_tasks(sim.snapshot()) == []
 
 
 # ---------------------------------------------------------------------------------------------

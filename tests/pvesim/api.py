@@ -766,11 +766,14 @@ class Api:  # pylint: disable=too-many-public-methods
         return conf
 
     def qemu_pending(self, ctx, path):
-        """GET …/pending (qemu-server `src/PVE/API2/Qemu.pm`, `vm_pending`)."""
+        """GET …/pending (qemu-server `src/PVE/API2/Qemu.pm`, `vm_pending`): the rows of the loaded config,
+        which carries the file's `digest` (so a `{"key": "digest", "value": …}` row is there; pve-guest-common
+        `src/PVE/GuestHelpers.pm` `format_pending` skips that key when printing)."""
         vmid = self.vmid_param(path["vmid"])
         ctx.check("/vms/%d" % vmid, ["VM.Audit"])
         vm = self.vm_record(path["node"], vmid)
-        return rules.pending_array(vm["config"], vm["pending"])
+        conf = dict(vm["config"], digest=self.digest(vm))
+        return rules.pending_array(conf, vm["pending"])
 
     def qemu_config_post(self, ctx, path):
         """POST …/config: asynchronous update, returns the `qmconfig` task's UPID."""

@@ -281,6 +281,7 @@ def test_running_vm_keeps_hardware_changes_pending_until_restart(sim):
     assert pending["machine"]["pending"] == "q35" and pending["bios"]["pending"] == "ovmf"
     assert pending["hostpci0"]["pending"] == "0000:00:02.0,pcie=1" and "efidisk0" in pending
     assert vm.config.get()["machine"] == "q35"
+    assert pending["digest"] == {"key": "digest", "value": vm.config.get()["digest"]}
     status = wait_task(api, vm.status.reboot.post())
     assert status["exitstatus"] == "OK"
     assert sim.wait_tasks()

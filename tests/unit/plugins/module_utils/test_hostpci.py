@@ -477,3 +477,63 @@ def test_pvesh_pci_table_box_drawing_and_mdev():
 def test_pvesh_pci_table_junk():
     assert hostpci.parse_pvesh_pci_table("") == []
     assert hostpci.parse_pvesh_pci_table("no table here\n") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# module options -> hostpciN, host resolution against the node's device list
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "entry, host, expected",
+    [
+        ({"host": "00:02.0", "pcie": True, "rombar": True, "x_vga": False}, None, "00:02.0,pcie=1,rombar=1,x-vga=0"),
+        ({"host": "8086:3e92", "pcie": True}, "0000:00:02.0", "0000:00:02.0,pcie=1"),
+        ({"mapping": "uhd630", "pcie": True, "mdev": None, "slot": 3, "state": "present"}, None, "mapping=uhd630,pcie=1"),
+        ({"host": "0000:01:00", "x_vga": True, "romfile": "vbios.bin", "legacy_igd": False}, None,
+         "0000:01:00,x-vga=1,romfile=vbios.bin,legacy-igd=0"),
+    ],
+)
+def test_entry_value(entry, host, expected):
+    assert hostpci.entry_value(entry, host) == expected
+    assert hostpci.parse(expected)["raw"] == expected
+
+
+def test_resolve_host_against_the_pvesh_fixture():
+    devices = hostpci.parse_pvesh_pci_table(read(PVESH))
+    assert hostpci.resolve_host("8086:3e92", devices, "pve1") == "0000:00:02.0"
+    assert hostpci.resolve_host("8086:3E92", devices, "pve1") == "0000:00:02.0"
+    assert hostpci.resolve_host("00:02.0", devices, "pve1") == "0000:00:02.0"
+    # a slot without function (all functions) and a ';' list
+    assert hostpci.resolve_host("0000:00:1f", devices, "pve1") == "0000:00:1f"
+    assert hostpci.resolve_host("01:00.0;03:00.0", devices, "pve1") == "0000:01:00.0;0000:03:00.0"
+    assert hostpci.is_vendor_device("8086:3e92") and not hostpci.is_vendor_device("00:02.0")
+
+
+@pytest.mark.parametrize(
+    "host, message",
+    [
+        ("10de:1b80", "No PCI device with ids 10de:1b80 on node pve1"),
+        ("8086:a348", None),  # exactly one device: resolves
+        ("0000:05:00.0", "No PCI device 0000:05:00.0 on node pve1"),
+        ("0000:00:02.0,pcie=1", "not a PCI address or vendor:device ids"),
+        ("mapping=uhd630", "not a PCI address or vendor:device ids"),
+    ],
+)
+def test_resolve_host_errors_name_the_option(host, message):
+    devices = hostpci.parse_pvesh_pci_table(read(PVESH))
+    if message is None:
+        assert hostpci.resolve_host(host, devices, "pve1") == "0000:00:1f.3"
+        return
+    with pytest.raises(PassthroughError) as exc:
+        hostpci.resolve_host(host, devices, "pve1")
+    assert message in exc.value.message
+    assert exc.value.link == "input" and exc.value.details["option"] == "host"
+    assert exc.value.fix
+
+
+def test_resolve_host_ambiguous_ids():
+    devices = [{"id": "0000:01:00.0", "vendor": "0x10de", "device": "0x1b80"}, {"id": "0000:02:00.0", "vendor": "0x10de", "device": "0x1b80"}]
+    with pytest.raises(PassthroughError) as exc:
+        hostpci.resolve_host("10de:1b80", devices, "pve2")
+    assert "match 2 devices on node pve2: 0000:01:00.0, 0000:02:00.0" in exc.value.message

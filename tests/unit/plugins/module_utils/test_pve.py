@@ -130,6 +130,31 @@ def test_wait_task_failure_text(sim):
     assert sim.vm(120)["status"] == "stopped"
 
 
+def test_vm_state_reads_config_digest_and_pending_from_one_pending_read(sim):
+    s = root(sim)
+    sim.update(lambda d: d["vms"]["120"]["pending"].update({"machine": "q35", "delete": "vmgenid"}))
+    try:
+        config, pending = s.vm_config("pve1", 120)
+        assert s.request_count["reads"] == 1
+        plain = s.get("/nodes/pve1/qemu/120/config")
+        assert config == plain  # GET .../config shows pending values as set, deletions gone, with the digest
+        assert config["machine"] == "q35" and "vmgenid" not in config and config["digest"] == plain["digest"]
+        assert pending == ["machine", "vmgenid"]
+        state = s.vm_state("pve1", 120)
+        assert state["status"] == "stopped" and state["config"] == plain and state["pending"] == pending
+    finally:
+        sim.update(lambda d: d["vms"]["120"].__setitem__("pending", {}))
+
+
+def test_a_short_task_costs_one_status_read(sim):
+    s = root(sim)
+    sim.set_task_duration(0.01, "qmconfig")
+    upid = s.post("/nodes/pve1/qemu/120/config", description="short")
+    before = s.request_count["reads"]
+    s.wait_task(upid, timeout=10)
+    assert s.request_count["reads"] - before == 1
+
+
 def test_wait_task_notices_within_300ms(sim):
     s = root(sim)
     sim.set_task_duration(0.2, "qmconfig")
