@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark: convert three k3s agent VMs to q35 + OVMF + efidisk0 + hostpci0 against pvesim.
 
-Job A uses this collection (pve_vm_q35, pve_hostpci), job B community.proxmox from the ansible package
+Job A uses this collection (pve_vm_q35 with its hostpci option), job B community.proxmox from the ansible package
 (proxmox_kvm; proxmox_disk is probed for efidisk0). Both run as real ansible-playbook processes against a fresh
 simulator with per-request latency. Printed per job: wall time, requests (reads/writes, per VM) and the delay
 between a task's end and the first status poll that saw it stopped. Not a test: run it with
@@ -209,13 +209,11 @@ def _play(name, tasks):
 
 
 def ours_play():
-    """Job A: pve_vm_q35 in place (efidisk0 4m), then pve_hostpci with a raw host address, pcie, apply restart."""
+    """Job A: pve_vm_q35 in place with efidisk0 (4m) and the iGPU as hostpci0 (raw address, pcie): one restart."""
     return _play("q35 + OVMF + hostpci0 with homelab.gpu_passthrough", [
-        {"name": "Convert to q35 + OVMF with efidisk0, in place",
-         "homelab.gpu_passthrough.pve_vm_q35": _auth({"ca_path": "{{ pve_ca }}", "efidisk_storage": "local-lvm", "efitype": "4m"})},
-        {"name": "Attach the iGPU as hostpci0 and restart to apply it",
-         "homelab.gpu_passthrough.pve_hostpci": _auth({"ca_path": "{{ pve_ca }}", "slot": 0, "host": GPU, "pcie": True,
-                                                       "apply": "restart"})},
+        {"name": "Convert to q35 + OVMF with efidisk0 and attach the iGPU as hostpci0, in place",
+         "homelab.gpu_passthrough.pve_vm_q35": _auth({"ca_path": "{{ pve_ca }}", "efidisk_storage": "local-lvm", "efitype": "4m",
+                                                      "hostpci": [{"host": GPU, "pcie": True}]})},
     ])
 
 
