@@ -1,0 +1,107 @@
+"""What proves gpu_worker on a lab VM (scenario gpu_worker; skipped in the others).
+
+The VM has no GPU: the stand-in display (bochs) gives /dev/dri/card0 and no render node. Converge
+installs the real packages from Debian with non-free enabled and records the role's report; the
+side effect judges the guest again with no render node in strict mode, with vgem's render node
+(the real vainfo and iHD driver), and with vainfo answering as the free and the non-free Intel media
+driver do. The reports and the strict failure message are kept as JSON in /root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("MOLECULE_SCENARIO_NAME") != "gpu_worker", reason="gpu_worker scenario only"
+)
+
+CODECS = ["h264_decode", "h264_encode", "hevc_decode", "hevc_encode"]
+NO_RENDER_NODE = "no render node in the VM: the GPU is not passed through"
+HOSTPCI_FIX = "check hostpci0 in the VM config (qm config <vmid>) and `lspci -nnk` in the VM"
+
+
+def _json(host, path):
+    return json.loads(host.file(path).content_string)
+
+
+@pytest.fixture(scope="module")
+def converge(host):
+    return _json(host, "/root/gpu_worker-converge.json")
+
+
+@pytest.fixture(scope="module")
+def side_effect(host):
+    return _json(host, "/root/gpu_worker-side_effect.json")
+
+
+@pytest.mark.parametrize("package", ["intel-media-va-driver-non-free", "vainfo", "intel-gpu-tools"])
+def test_packages_come_from_debian(host, package):
+    assert host.package(package).is_installed, package
+
+
+def test_driver_is_the_one_from_non_free(host):
+    policy = host.check_output("apt-cache policy intel-media-va-driver-non-free")
+    assert "/debian bookworm/non-free amd64 Packages" in policy, policy
+
+
+def test_non_free_enabled_on_the_debian_entries(host):
+    entries = [line.split() for line in host.file("/etc/apt/sources.list").content_string.splitlines()
+               if line.startswith("deb ")]
+    assert entries, "no deb entries in /etc/apt/sources.list"
+    for fields in entries:
+        assert {"main", "non-free", "non-free-firmware"} <= set(fields[3:]), fields
+        assert len(fields[3:]) == len(set(fields[3:])), f"a component twice: {fields}"
+
+
+def test_transcoder_user_can_open_render_nodes(host):
+    groups = host.user("jellyfin").groups
+    assert "render" in groups and "video" in groups, groups
+
+
+def test_no_render_node_is_a_vm_config_failure(host, converge):
+    assert converge["ok"] is False
+    assert converge["link"] == "VM config"
+    assert converge["message"] == NO_RENDER_NODE
+    assert converge["fix"] == HOSTPCI_FIX
+    assert converge["render_nodes"] == [] and converge["gpu"] is None
+    assert converge["codecs"]["missing"] == CODECS
+
+
+def test_strict_mode_fails_naming_the_link_and_the_fix(side_effect):
+    message = side_effect["strict"]
+    assert f"VM config is broken: {NO_RENDER_NODE}." in message, message
+    assert f"Fix: {HOSTPCI_FIX}" in message, message
+
+
+def test_render_node_without_video_engine_is_a_guest_driver_failure(host, side_effect):
+    report = side_effect["vgem"]
+    assert report["render_nodes"] == ["/dev/dri/renderD128"], report
+    assert report["ok"] is False and report["link"] == "guest driver", report
+    assert "the iHD driver failed to initialise on /dev/dri/renderD128" in report["message"], report
+    assert "vainfo reports no codecs" in report["message"], report
+    assert "intel-media-va-driver-non-free" in report["fix"], report
+    assert report["codecs"]["missing"] == CODECS and report["codecs"]["present"] == []
+    # vgem is a platform device: no PCI id, so no GPU to name or label
+    assert report["gpu"] is None
+    # the real vainfo on the real node, as the role ran it
+    run = host.run("LANG=C LIBVA_DRIVER_NAME=iHD vainfo --display drm --device /dev/dri/renderD128")
+    assert run.rc != 0 and "iHD_drv_video.so init failed" in run.stdout + run.stderr, run.stdout + run.stderr
+
+
+def test_free_driver_fails_naming_the_missing_codec(side_effect):
+    report = side_effect["free"]
+    assert report["ok"] is False and report["link"] == "guest driver", report
+    assert report["codecs"]["missing"] == ["hevc_encode"], report
+    assert report["message"] == "VA-API works on /dev/dri/renderD128 (iHD 21.1.1) but lacks hevc_encode", report
+    assert "intel-media-va-driver-non-free" in report["fix"], report
+
+
+def test_checks_pass_only_when_vainfo_reports_the_codecs(side_effect):
+    report = side_effect["nonfree"]
+    assert report["ok"] is True and report["link"] is None and report["fix"] is None, report
+    assert report["codecs"]["present"] == CODECS and report["codecs"]["missing"] == [], report
+    assert report["driver_name"] == "iHD" and report["driver_version"] == "23.1.1", report
+    assert report["message"].startswith("VA-API ok on /dev/dri/renderD128: iHD 23.1.1"), report
