@@ -5,11 +5,12 @@
 #   sanity    ansible-test sanity (no ignore files) on a copy of the tracked tree
 #   lint      ansible-lint, production profile
 #   molecule  role scenarios on real Debian VMs booted with QEMU (see lab/)
+#   chain     lab/chain: site.yml end to end on two lab VMs and the API stand-ins, run twice
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(static unit sanity lint molecule)
+[ ${#stages[@]} -gt 0 ] || stages=(static unit sanity lint molecule chain)
 
 tools/setup.sh --test
 # shellcheck source=tools/env.sh
@@ -69,6 +70,10 @@ for stage in "${stages[@]}"; do
         stamp "molecule test -s $name"
         molecule test -s "$name"
       done
+      ;;
+    chain)
+      stamp "lab/chain up --twice (tests/lab)"
+      python -m pytest -q tests/lab
       ;;
     *)
       echo "unknown stage: $stage" >&2
