@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Fresh Debian machine -> everything installed -> the doctor playbook run against this machine.
+# Fresh Debian machine -> everything installed -> the whole chain (playbooks/site.yml) on the local lab:
+# a Proxmox-like host VM, a k3s worker VM and the API stand-ins (see lab/README.md). Run as root.
+# Arguments go to lab/chain up (for example --twice); `lab/chain down` stops the lab.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/setup.sh
-# shellcheck source=tools/env.sh
-. tools/env.sh
-exec ansible-playbook -i localhost, -c local playbooks/doctor.yml "$@"
+tools/setup.sh --test
+exec lab/chain up --no-setup "$@"
