@@ -11,27 +11,15 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
+from installed_collection import installed_collection, skip_unless_installed
+from k8ssim.fixture import running_k8ssim
+from pvesim.fixture import running_simulator
 
-TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
-
-from k8ssim.fixture import running_k8ssim  # noqa: E402  pylint: disable=wrong-import-position
-from pvesim.fixture import running_simulator  # noqa: E402  pylint: disable=wrong-import-position
-
-COLLECTION = os.path.join("ansible_collections", "homelab", "gpu_passthrough")
-COLLECTIONS = [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p]
-INSTALLED = [os.path.join(p, COLLECTION) for p in COLLECTIONS
-             if os.path.isfile(os.path.join(p, COLLECTION, "roles", "gpu_vm", "tasks", "main.yml"))]
-
-pytestmark = pytest.mark.skipif(
-    not INSTALLED,
-    reason="homelab.gpu_passthrough with the gpu_vm role is not installed under ANSIBLE_COLLECTIONS_PATH; run tools/setup.sh and . tools/env.sh",
-)
+INSTALLED = installed_collection("roles", "gpu_vm", "tasks", "main.yml")
+pytestmark = skip_unless_installed("roles", "gpu_vm", "tasks", "main.yml")
 
 GIB = 1 << 30
 AGENTS = {
@@ -128,7 +116,7 @@ def labs(tmp_path):
 
 
 def playbook_path():
-    return os.path.join(INSTALLED[0], "playbooks", "gpu_vm.yml")
+    return os.path.join(INSTALLED, "playbooks", "gpu_vm.yml")
 
 
 def run_playbook(tmp_path, pve, k8s, *extra, **group_vars):

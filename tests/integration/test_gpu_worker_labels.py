@@ -18,22 +18,12 @@ import sys
 import time
 
 import pytest
+from installed_collection import installed_collection, skip_unless_installed
+from k8ssim.fixture import running_k8ssim
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
-
-from k8ssim.fixture import running_k8ssim  # noqa: E402  pylint: disable=wrong-import-position
-
-COLLECTION = os.path.join("ansible_collections", "homelab", "gpu_passthrough")
-COLLECTIONS = [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p]
-INSTALLED = [os.path.join(p, COLLECTION) for p in COLLECTIONS
-             if os.path.isfile(os.path.join(p, COLLECTION, "roles", "gpu_worker", "tasks", "main.yml"))]
-
-pytestmark = pytest.mark.skipif(
-    not INSTALLED,
-    reason="homelab.gpu_passthrough with the gpu_worker role is not installed under ANSIBLE_COLLECTIONS_PATH; run tools/setup.sh and . tools/env.sh",
-)
+INSTALLED = installed_collection("roles", "gpu_worker", "tasks", "main.yml")
+pytestmark = skip_unless_installed("roles", "gpu_worker", "tasks", "main.yml")
 
 VAINFO = os.path.join(TESTS, "unit", "fixtures", "vainfo")
 NONFREE = "ihd-23.1.1-nonfree-k3s-node-profile-indent-stripped.txt"
@@ -74,7 +64,7 @@ def run_playbook(tmp_path, k8s, host_vars, *extra, expect_rc=0):
         "- name: Keep the report\n  hosts: k3s_gpu_agents\n  gather_facts: false\n  tasks:\n"
         "    - ansible.builtin.copy:\n        content: \"{{ gpu_worker_report | to_json }}\"\n        dest: %s\n"
         "        mode: '0600'\n      delegate_to: localhost\n      check_mode: false\n      changed_when: false\n"
-        % (os.path.join(INSTALLED[0], "playbooks", "gpu_worker.yml"), report))
+        % (os.path.join(INSTALLED, "playbooks", "gpu_worker.yml"), report))
     env = dict(os.environ)
     # TMPDIR: kubernetes.core keeps its discovery cache there
     env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0", TMPDIR=str(tmp_path), ANSIBLE_LOCALHOST_WARNING="0",

@@ -10,26 +10,15 @@ import subprocess
 import sys
 
 import pytest
-
-_TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
-
-from pvesim.fixture import running_simulator  # noqa: E402
+from installed_collection import skip_unless_installed
+from pvesim.fixture import running_simulator
 
 ROOT_PASSWORD = "rootpass"
 
 
-def _installed():
-    for base in (os.environ.get("ANSIBLE_COLLECTIONS_PATH") or "").split(os.pathsep):
-        if base and os.path.isfile(os.path.join(base, "ansible_collections", "homelab", "gpu_passthrough", "plugins", "modules", "pve_hostpci.py")):
-            return True
-    return False
-
-
 pytestmark = [
     pytest.mark.skipif(shutil.which("ansible-playbook") is None, reason="ansible-playbook not on PATH (source tools/env.sh)"),
-    pytest.mark.skipif(not _installed(), reason="collection not installed: run tools/setup.sh, then source tools/env.sh"),
+    skip_unless_installed("plugins", "modules", "pve_hostpci.py"),
 ]
 
 

@@ -16,21 +16,10 @@ import sys
 import time
 
 import pytest
+from installed_collection import skip_unless_installed
+from pvesim.fixture import running_simulator
 
-TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
-
-from pvesim.fixture import running_simulator  # noqa: E402  pylint: disable=wrong-import-position
-
-MODULE = os.path.join("ansible_collections", "homelab", "gpu_passthrough", "plugins", "modules", "pve_vm_q35.py")
-COLLECTIONS = [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p]
-INSTALLED = any(os.path.isfile(os.path.join(p, MODULE)) for p in COLLECTIONS)
-
-pytestmark = pytest.mark.skipif(
-    not INSTALLED,
-    reason="homelab.gpu_passthrough with pve_vm_q35 is not installed under ANSIBLE_COLLECTIONS_PATH; run tools/setup.sh and . tools/env.sh",
-)
+pytestmark = skip_unless_installed("plugins", "modules", "pve_vm_q35.py")
 
 MAC = "BC:24:11:5A:7E:01"
 TEMPLATE_MAC = "BC:24:11:00:90:00"

@@ -13,16 +13,14 @@ import re
 import subprocess
 
 import pytest
+from installed_collection import installed_collection
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INVENTORY = os.path.join(REPO, "examples", "inventory", "homelab")
-COLLECTION = os.path.join("ansible_collections", "homelab", "gpu_passthrough")
-COLLECTIONS = [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p]
-INSTALLED = [os.path.join(p, COLLECTION) for p in COLLECTIONS
-             if os.path.isfile(os.path.join(p, COLLECTION, "roles", "gpu_worker", "tasks", "main.yml"))]
+INSTALLED = installed_collection("roles", "gpu_worker", "tasks", "main.yml")
 
 pytestmark = pytest.mark.skipif(
-    not INSTALLED or not os.path.isfile(os.path.join(REPO, "playbooks", "gpu_worker.yml")),
+    INSTALLED is None or not os.path.isfile(os.path.join(REPO, "playbooks", "gpu_worker.yml")),
     reason="playbooks/gpu_worker.yml or the installed gpu_worker role (ANSIBLE_COLLECTIONS_PATH) is missing; "
            "run tools/setup.sh and . tools/env.sh",
 )
