@@ -613,6 +613,16 @@ def resolve_host(host, devices, node):
     return ";".join(ids)
 
 
+def entry_host(entry, previous, node, devices):
+    """The address to write for ``entry["host"]``: the entry's own text when ``previous`` (the VM's
+    ``hostpciN`` now) already holds that device with those options, else ``resolve_host`` against
+    ``devices()``, a callable, so the node's device list is only read for a new value or ids."""
+    host = entry["host"]
+    if previous is not None and not is_vendor_device(host) and equivalent(previous, entry_value(entry)):
+        return host
+    return resolve_host(host, devices(), node)
+
+
 def slot_sort_key(key):
     match = re.match(r"^([a-z_-]+)(\d+)$", key)
     if match:

@@ -142,6 +142,7 @@ class PveSession:
         self.ca_path = ca_path
         self.api_timeout = api_timeout or 30
         self._api = None
+        self._pci_devices = {}
         self.request_count = {"reads": 0, "writes": 0, "logins": 0}
         if not self.validate_certs:
             try:
@@ -314,6 +315,13 @@ class PveSession:
     def vm_config(self, node, vmid):
         """(config, pending keys) of a VM in one read; see ``vm_state``."""
         return config_from_pending(self.get("/nodes/%s/qemu/%s/pending" % (node, vmid)) or [])
+
+    def pci_devices(self, node):
+        """``GET /nodes/{node}/hardware/pci`` with no class left out (pve-manager PVE/API2/Hardware/PCI.pm hides
+        bridges and memory controllers by default); read once per node and session."""
+        if node not in self._pci_devices:
+            self._pci_devices[node] = self.get("/nodes/%s/hardware/pci" % node, **{"pci-class-blacklist": ""}) or []
+        return self._pci_devices[node]
 
     def wait_task(self, upid, timeout=600):
         """Wait for a task to stop; returns its status dict.

@@ -200,10 +200,6 @@ def find_vm_node(session, vmid):
                            fix="check vmid, or that the API user has VM.Audit on /vms/%s." % vmid, link="input")
 
 
-def node_devices(session, node):
-    return session.get("/nodes/%s/hardware/pci" % node, **{"pci-class-blacklist": ""}) or []
-
-
 def _is_raw(value):
     try:
         return hostpci.parse(value)["host"] is not None
@@ -248,12 +244,7 @@ def run(module, session):
 
     want = None
     if present:
-        host = None
-        if p["host"]:
-            host = p["host"]
-            unchanged = previous is not None and not hostpci.is_vendor_device(host) and hostpci.equivalent(previous, hostpci.entry_value(p))
-            if not unchanged:  # the node's device list is only needed for a new value or vendor:device ids
-                host = hostpci.resolve_host(host, node_devices(session, node), node)
+        host = hostpci.entry_host(p, previous, node, lambda: session.pci_devices(node)) if p["host"] else None
         want = hostpci.entry_value(p, host)
         hostpci.validate(want, machine=config.get("machine"), bios=config.get("bios"), vga=config.get("vga"),
                          user=authid, slot=slot, raise_errors=True)

@@ -409,7 +409,7 @@ def hostpci_slot(entry, index):
 def wanted_hostpci(api, p, node, config):
     """``{slot: value or None}`` from the hostpci option. A host address that differs from the VM's entry, and
     vendor:device ids, are checked against the node's device list (one read, only then)."""
-    wanted, devices = {}, None
+    wanted = {}
     for index, entry in enumerate(p["hostpci"]):
         slot = hostpci_slot(entry, index)
         if slot in wanted:
@@ -422,14 +422,9 @@ def wanted_hostpci(api, p, node, config):
             raise PassthroughError("hostpci[%d] needs exactly one of host and mapping." % index,
                                    fix="give host (a PCI address or vendor:device ids) or mapping (a cluster PCI mapping id).",
                                    link="input", details={"option": "hostpci"})
-        host = entry.get("host")
-        if host:
-            previous = config.get("hostpci%d" % slot)
-            same = previous is not None and not hostpci.is_vendor_device(host) and hostpci.equivalent(previous, hostpci.entry_value(entry))
-            if not same:
-                if devices is None:
-                    devices = api.get("/nodes/%s/hardware/pci" % node, **{"pci-class-blacklist": ""}) or []
-                host = hostpci.resolve_host(host, devices, node)
+        host = None
+        if entry.get("host"):
+            host = hostpci.entry_host(entry, config.get("hostpci%d" % slot), node, lambda: api.pci_devices(node))
         wanted[slot] = hostpci.entry_value(entry, host)
     return wanted
 

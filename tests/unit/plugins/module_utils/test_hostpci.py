@@ -537,3 +537,22 @@ def test_resolve_host_ambiguous_ids():
     with pytest.raises(PassthroughError) as exc:
         hostpci.resolve_host("10de:1b80", devices, "pve2")
     assert "match 2 devices on node pve2: 0000:01:00.0, 0000:02:00.0" in exc.value.message
+
+
+def test_entry_host_reads_the_device_list_only_for_a_new_value_or_ids():
+    devices = hostpci.parse_pvesh_pci_table(read(PVESH))
+    reads = []
+
+    def listed():
+        reads.append(1)
+        return devices
+
+    held = "0000:00:02.0,pcie=1"
+    assert hostpci.entry_host({"host": "00:02.0", "pcie": True}, held, "pve1", listed) == "00:02.0"
+    assert reads == []
+    assert hostpci.entry_host({"host": "00:02.0", "pcie": False}, held, "pve1", listed) == "0000:00:02.0"
+    assert hostpci.entry_host({"host": "8086:3e92", "pcie": True}, held, "pve1", listed) == "0000:00:02.0"
+    assert hostpci.entry_host({"host": "00:02.0"}, None, "pve1", listed) == "0000:00:02.0"
+    assert len(reads) == 3
+    with pytest.raises(PassthroughError):
+        hostpci.entry_host({"host": "0000:05:00.0"}, held, "pve1", listed)

@@ -146,6 +146,14 @@ def test_vm_state_reads_config_digest_and_pending_from_one_pending_read(sim):
         sim.update(lambda d: d["vms"]["120"].__setitem__("pending", {}))
 
 
+def test_pci_devices_are_read_once_per_node(sim):
+    s = root(sim)
+    first = s.pci_devices("pve1")
+    assert any(d["id"] == "0000:00:02.0" for d in first)
+    assert s.pci_devices("pve1") is first
+    assert s.request_count["reads"] == 1
+
+
 def test_a_short_task_costs_one_status_read(sim):
     s = root(sim)
     sim.set_task_duration(0.01, "qmconfig")
