@@ -400,6 +400,22 @@ def kernel_cmdline_needs_rewrite(text, line):
     return len([ln for ln in (text or "").splitlines() if ln.strip()]) > 1
 
 
+def check_quotes(line, path):
+    """Refuse a command line whose double quotes do not pair up (link ``file``).
+
+    The kernel reads an unpaired quote as running to the end of the line, so every argument
+    appended after it would become part of that value instead of reaching the kernel.
+    """
+    if (line or "").count('"') % 2:
+        opened = (line or "").rfind('"')
+        raise PassthroughError(
+            "The command line in %s has an unpaired double quote (%s...), so arguments added after it would be part of that value; "
+            "nothing was changed." % (path, line[max(0, opened - 20) : opened + 20].strip()),
+            fix="Close or remove the quote in %s, then run again." % path,
+            link="file",
+        )
+
+
 # The arguments that say where the root file system is (boot=zfs: Proxmox VE's ZFS initramfs).
 ROOT_KEYS = ("root", "rootfstype", "rootflags", "boot")
 
@@ -429,6 +445,7 @@ def plan_kernel_cmdline(before, live, present, absent, path=KERNEL_CMDLINE_FILE,
         previous = ""
         new_line = set_args(live_args, present, absent)
     else:
+        check_quotes(before, path)
         previous = read_kernel_cmdline(before)
         new_line = set_args(previous, present, absent)
     if not has_root(new_line):

@@ -103,7 +103,8 @@ notes:
   - "Refused, writing nothing and leaving no temporary file: a O(kernel_cmdline_file) empty or without C(root=) (see
     O(take_root_from_live)); a O(grub_variable) that is not a plain shell name; argument names or values holding shell or
     GRUB syntax (C($), C(;), C(\\), backquotes, parentheses, braces, glob characters); a GRUB file with an unterminated
-    quote, or a line continuation outside quotes in the assignment to edit; a file that is not UTF-8; a path that is a
+    quote, or a line continuation outside quotes in the assignment to edit; a command line whose double quotes do not pair up
+    (the kernel would read the added arguments as part of that value); a file that is not UTF-8; a path that is a
     directory; a path that leads outside O(root) (C(..) or a symlink); an immutable or append-only file (C(chattr +i)), a
     read-only mount or a file this user cannot write. Each message names the file, the problem and the fix."
   - The file is replaced atomically (a temporary file beside it, renamed over it), keeping its mode and owner.
@@ -211,6 +212,7 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host_files
 )
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.kernel_cmdline import (
     carries,
+    check_quotes,
     conflicting_tokens,
     detect_bootloader,
     effective_grub_file,
@@ -283,6 +285,7 @@ def _plan_grub(module, root, grub_main, present, absent):
         confine(root, os.path.relpath(target, root), "grub_file drop-in")
     before = main_text if target == grub_main else read_for_edit(target, "grub_file drop-in")
     old_value = read_grub(before, p["grub_variable"], path=target)
+    check_quotes(old_value, "%s (%s)" % (target, p["grub_variable"]))
     new_line = set_args(old_value or "", present, absent)
     changed = old_value is None or parse(old_value) != parse(new_line)
     after = write_grub(before, p["grub_variable"], new_line) if changed else before

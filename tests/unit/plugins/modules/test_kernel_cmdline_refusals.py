@@ -241,3 +241,13 @@ def test_path_escaping_root_by_symlink_is_refused(tmp_path, capsys):
     before = snapshot(tmp_path)
     refused(capsys, root, {"bootloader": "systemd-boot"}, "kernel_cmdline_file", "symlink", link="input")
     assert snapshot(tmp_path) == before
+
+
+def test_unpaired_quote_in_kernel_cmdline_is_refused(tmp_path, capsys):
+    root = sdboot_root(tmp_path, 'root=LABEL=labroot ro acpi_osi="!Windows 2015\nquiet\n')
+    refused(capsys, root, {}, "/etc/kernel/cmdline", "unpaired double quote", "Close or remove the quote")
+
+
+def test_unpaired_quote_inside_the_grub_value_is_refused(tmp_path, capsys):
+    root = grub_root(tmp_path, 'GRUB_CMDLINE_LINUX_DEFAULT="quiet acpi_osi=\\"!Windows"\n')
+    refused(capsys, root, {}, "/etc/default/grub", "GRUB_CMDLINE_LINUX_DEFAULT", "unpaired double quote")
