@@ -240,10 +240,11 @@ def order_entries(entries):
     return parsed
 
 
-def systemd_boot_entry(entries, loader_conf=None, efi_default=None, efi_oneshot=None, where="ESP"):
+def systemd_boot_entry(entries, loader_conf=None, efi_default=None, efi_oneshot=None, where="ESP", efi_last_booted=None):
     """The loader entry booted next as ``{"where", "name", "cmdline", "problem", "chosen_by"}``.
 
-    ``entries`` maps entry file names (``proxmox-6.8.12-4-pve.conf``) to their text.
+    ``entries`` maps entry file names (``proxmox-6.8.12-4-pve.conf``) to their text. ``default
+    @saved`` in ``loader.conf`` means the entry booted last (``LoaderEntryLastBooted``).
     """
     ordered = order_entries(entries or {})
     found = {"where": where, "name": None, "cmdline": None, "problem": None, "chosen_by": None}
@@ -257,7 +258,9 @@ def systemd_boot_entry(entries, loader_conf=None, efi_default=None, efi_oneshot=
             break
     if pattern is None:
         default = parse_loader_conf(loader_conf).get("default")
-        if default and default != "@saved":
+        if default == "@saved" and efi_last_booted:
+            pattern, found["chosen_by"] = efi_last_booted, "default @saved in loader.conf: LoaderEntryLastBooted=%s" % efi_last_booted
+        elif default and default != "@saved":
             pattern, found["chosen_by"] = default, "default %s in loader.conf" % default
     chosen = None
     if pattern is not None:
@@ -402,6 +405,7 @@ def _systemd_boot(root, esp_dirs, where, efi=True):
         efi_default=_efi_variable(root, "LoaderEntryDefault") if efi else None,
         efi_oneshot=_efi_variable(root, "LoaderEntryOneShot") if efi else None,
         where=where,
+        efi_last_booted=_efi_variable(root, "LoaderEntryLastBooted") if efi else None,
     )
 
 

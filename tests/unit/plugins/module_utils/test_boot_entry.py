@@ -189,3 +189,10 @@ def test_efi_string_decoding_survives_odd_bytes():
 
 def test_pbt_uuids():
     assert be.read_pbt_uuids("# comment\n7E3A-21F0\n\n7E3B-9C44\n") == ["7E3A-21F0", "7E3B-9C44"]
+
+
+def test_systemd_boot_saved_default_follows_the_last_booted_entry():
+    conf = "timeout 3\ndefault @saved\n"
+    entry = be.systemd_boot_entry(pve_entries(), conf, efi_last_booted="proxmox-6.5.13-6-pve.conf")
+    assert entry["name"] == "proxmox-6.5.13-6-pve.conf" and "LoaderEntryLastBooted" in entry["chosen_by"]
+    assert be.systemd_boot_entry(pve_entries(), conf)["name"] == "proxmox-6.8.12-4-pve.conf"

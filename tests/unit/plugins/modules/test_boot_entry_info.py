@@ -117,3 +117,15 @@ def test_proxmox_boot_tool_grub_esp(tmp_path, capsys):
 def test_bad_wanted_argument_fails(tmp_path, capsys):
     result = run_module(capsys, module.main, dict(root=str(tmp_path), present={"bad key": "x"}))
     assert result["failed"] and "bad key" in result["msg"]
+
+
+def test_efi_variable_default_is_read_from_efivarfs(tmp_path, capsys):
+    put(tmp_path, "/boot/efi/loader/loader.conf", fixture("loader-conf-pve-proxmox-glob.conf"))
+    put(tmp_path, "/boot/efi/loader/entries/proxmox-6.5.13-6-pve.conf", fixture("loader-entry-pve8-zfs-proxmox-6.5.13-6-pve.conf"))
+    put(tmp_path, "/boot/efi/loader/entries/proxmox-6.8.12-4-pve.conf", fixture("loader-entry-pve8-zfs-proxmox-6.8.12-4-pve.conf"))
+    assert run(capsys, tmp_path)["ok"] is True
+    var = b"\x07\x00\x00\x00" + "proxmox-6.5.13-6-pve.conf".encode("utf-16-le") + b"\x00\x00"
+    put(tmp_path, "/sys/firmware/efi/efivars/LoaderEntryDefault-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f", var)
+    result = run(capsys, tmp_path)
+    assert result["ok"] is False and result["entries"][0]["name"] == "proxmox-6.5.13-6-pve.conf"
+    assert "LoaderEntryDefault" in result["entries"][0]["chosen_by"]
