@@ -720,6 +720,25 @@ def write_grub(text, variable, new_value):
     return text[: last.start] + _encode(new_value, last.style) + text[last.end :]
 
 
+def grub_linux_conflicts(files, variable, present, absent):
+    """Tokens of ``GRUB_CMDLINE_LINUX`` (last assignment over ``(path, text)`` files) that clash with the edit.
+
+    The kernel gets ``GRUB_CMDLINE_LINUX`` besides ``GRUB_CMDLINE_LINUX_DEFAULT``, so an
+    ``intel_iommu=off`` there defeats the edit; only asked when editing the latter.
+    """
+    if variable != GRUB_VARIABLE:
+        return []
+    value = None
+    for path, text in files:
+        try:
+            found = read_grub(text, "GRUB_CMDLINE_LINUX", path=path)
+        except PassthroughError:
+            return []
+        if found is not None:
+            value = found
+    return conflicting_tokens(value or "", present, absent)
+
+
 def effective_grub_file(main, dropins, variable=GRUB_VARIABLE):
     """Path of the file whose assignment of ``variable`` update-grub ends up using.
 

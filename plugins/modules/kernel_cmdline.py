@@ -213,9 +213,9 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host_files
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.kernel_cmdline import (
     carries,
     check_quotes,
-    conflicting_tokens,
     detect_bootloader,
     effective_grub_file,
+    grub_linux_conflicts,
     parse,
     plan_kernel_cmdline,
     read_grub,
@@ -253,22 +253,6 @@ def _kernel_versions(root):
     return versions
 
 
-def _grub_warnings(module, files, variable, present, absent):
-    """Warn when GRUB_CMDLINE_LINUX also sets arguments this task manages: the kernel sees both."""
-    if variable != "GRUB_CMDLINE_LINUX_DEFAULT":
-        return
-    value = None
-    for path, text in files:
-        try:
-            found = read_grub(text, "GRUB_CMDLINE_LINUX", path=path)
-        except PassthroughError:
-            return
-        if found is not None:
-            value = found
-    for token in conflicting_tokens(value or "", present, absent):
-        module.warn("GRUB_CMDLINE_LINUX also holds '%s', which the kernel gets besides %s; edit it there." % (token, variable))
-
-
 def _plan_grub(module, root, grub_main, present, absent):
     p = module.params
     main_text = read_for_edit(grub_main, "grub_file")
@@ -289,7 +273,8 @@ def _plan_grub(module, root, grub_main, present, absent):
     new_line = set_args(old_value or "", present, absent)
     changed = old_value is None or parse(old_value) != parse(new_line)
     after = write_grub(before, p["grub_variable"], new_line) if changed else before
-    _grub_warnings(module, [(grub_main, main_text)] + dropins, p["grub_variable"], present, absent)
+    for token in grub_linux_conflicts([(grub_main, main_text)] + dropins, p["grub_variable"], present, absent):
+        module.warn("GRUB_CMDLINE_LINUX also holds '%s', which the kernel gets besides %s; edit it there." % (token, p["grub_variable"]))
     return target, before, after, " ".join(parse(old_value or "")), new_line, changed
 
 
