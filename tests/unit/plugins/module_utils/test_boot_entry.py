@@ -223,3 +223,32 @@ def test_generated_saved_default_with_a_recovery_entry_saved():
     verdict = be.judge([entry], WANTED)
     assert not verdict["ok"] and "lacks intel_iommu=on iommu=pt" in verdict["msg"]
     assert be.grub_entry(cfg)["name"] == "Debian GNU/Linux"  # no grubenv: entry 0
+
+
+# ----------------------------------------------------------------- loader entries written by systemd 252's 90-loaderentry.install
+
+SD252 = "loader-entry-generated-systemd-252-debian12-"
+
+
+def lab_esp(current):
+    return {
+        "debian-6.1.0-40-amd64.conf": fixture(SD252 + "older-kernel.conf"),
+        "debian-6.1.0-41-amd64.conf": fixture(SD252 + current),
+    }
+
+
+@pytest.mark.parametrize(
+    "current, ok, words",
+    [
+        ("args.conf", True, []),
+        ("before-args.conf", False, ["ESP /boot/efi entry debian-6.1.0-41-amd64.conf lacks intel_iommu=on iommu=pt"]),
+        ("no-root.conf", False, ["entry debian-6.1.0-41-amd64.conf has no root= argument", "'intel_iommu=on iommu=pt'"]),
+    ],
+)
+def test_kernel_install_entries_newest_matching_default(current, ok, words):
+    entry = be.systemd_boot_entry(lab_esp(current), fixture("loader-conf-lab-debian-glob.conf"), where="ESP /boot/efi")
+    assert entry["name"] == "debian-6.1.0-41-amd64.conf"
+    verdict = be.judge([entry], WANTED, fix=be.FIX_SYSTEMD_BOOT)
+    assert verdict["ok"] is ok
+    for word in words:
+        assert word in verdict["msg"]
