@@ -237,11 +237,19 @@ def _pbt_status(module, root):
     elif module.params["bootloader"] != "auto":
         return False, None
     else:
-        binary = next((p for p in (confine(root, c, "proxmox-boot-tool") for c in PBT_LOCATIONS) if os.access(p, os.X_OK)), None)
+        binary = next((p for p in (os.path.join(root, c.lstrip("/")) for c in PBT_LOCATIONS) if _inside(root, p) and os.access(p, os.X_OK)), None)
     if not binary:
         return False, None
     dummy, out, err = module.run_command([binary, "status"])
     return True, (out or "") + "\n" + (err or "")
+
+
+def _inside(root, path):
+    try:
+        confine(root, os.path.relpath(path, root), "proxmox-boot-tool")
+    except PassthroughError:
+        return False  # an image's absolute symlink (sbin -> /usr/sbin) points at the controller, not the image
+    return True
 
 
 def _kernel_versions(root):
