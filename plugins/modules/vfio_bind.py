@@ -288,6 +288,8 @@ def main():
             else:
                 write_atomic(conf_path, after)
         except PassthroughError as err:
+            if result.get("backup_file"):
+                os.unlink(result.pop("backup_file"))  # the file is unchanged, so is its copy
             module.fail_json(**err.to_result())
 
     if params["runtime"]:

@@ -300,3 +300,20 @@ def test_conf_path_directory_is_refused(capsys, alderlake):
     result = run(capsys, alderlake, devices=[IGPU], runtime=False)
     assert result["failed"] is True and "is a directory" in result["msg"]
     assert snapshot(alderlake) == before
+
+
+def test_failed_write_leaves_no_temp_file_and_no_backup(capsys, alderlake, monkeypatch):
+    from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import host_files
+
+    os.makedirs(os.path.join(alderlake, "etc", "modprobe.d"), exist_ok=True)
+    with open(os.path.join(alderlake, CONF), "w") as handle:
+        handle.write("# mine\n")
+    before = snapshot(alderlake)
+
+    def replace(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(host_files.os, "replace", replace)
+    result = run(capsys, alderlake, devices=[IGPU], runtime=False, backup=True)
+    assert result["failed"] is True and "chattr -i" in result["fix"]
+    assert snapshot(alderlake) == before
