@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from unittest import mock
 
 from ansible_collections.homelab.gpu_passthrough.plugins.modules import boot_entry_info as module
 from ansible_collections.homelab.gpu_passthrough.tests.unit.plugins.modules.module_runner import run_module
@@ -129,3 +131,52 @@ def test_efi_variable_default_is_read_from_efivarfs(tmp_path, capsys):
     result = run(capsys, tmp_path)
     assert result["ok"] is False and result["entries"][0]["name"] == "proxmox-6.5.13-6-pve.conf"
     assert "LoaderEntryDefault" in result["entries"][0]["chosen_by"]
+
+
+class FakeModule:
+    """Records the commands the ESP opener runs; mount "succeeds" by copying an ESP into the mount point."""
+
+    def __init__(self, esp_source, mounted=None, mount_rc=0):
+        self.calls = []
+        self.esp_source = esp_source
+        self.mounted = mounted
+        self.mount_rc = mount_rc
+
+    def run_command(self, args, **kwargs):
+        self.calls.append(args)
+        if args[0] == "findmnt":
+            return (0, self.mounted + "\n", "") if self.mounted else (1, "", "")
+        if args[0] == "mount" and self.mount_rc == 0:
+            shutil.copytree(self.esp_source, args[-1], dirs_exist_ok=True)
+        if args[0] == "umount":
+            for name in os.listdir(args[-1]):
+                shutil.rmtree(os.path.join(args[-1], name))
+        return (self.mount_rc if args[0] == "mount" else 0), "", ""
+
+
+def test_unmounted_esp_is_mounted_read_only_and_cleaned_up(tmp_path, monkeypatch):
+    source = tmp_path / "esp"
+    put(source, "/loader/entries/proxmox-6.8.12-4-pve.conf", fixture("loader-entry-pve8-zfs-proxmox-6.8.12-4-pve.conf"))
+    fake = FakeModule(str(source))
+    real_exists = os.path.exists
+    monkeypatch.setattr(module.os.path, "exists", lambda p: p == "/dev/disk/by-uuid/7E3A-21F0" or real_exists(p))
+    with module.esp_opener(fake, "/")("7E3A-21F0") as path:
+        assert os.path.isfile(os.path.join(path, "loader/entries/proxmox-6.8.12-4-pve.conf"))
+    assert fake.calls[1][:3] == ["mount", "-o", "ro"] and fake.calls[2][0] == "umount"
+    assert not real_exists(path)
+
+
+def test_mounted_esp_is_read_where_it_is(tmp_path):
+    fake = FakeModule(None, mounted="/boot/efi")
+    with mock.patch.object(module.os.path, "exists", return_value=True), module.esp_opener(fake, "/")("7E3A-21F0") as path:
+        assert path == "/boot/efi"
+    assert [c[0] for c in fake.calls] == ["findmnt"]
+
+
+def test_esp_that_does_not_mount_is_none(tmp_path, monkeypatch):
+    fake = FakeModule(None, mount_rc=32)
+    real_exists = os.path.exists
+    monkeypatch.setattr(module.os.path, "exists", lambda p: p.startswith("/dev/disk/by-uuid/") or real_exists(p))
+    with module.esp_opener(fake, "/")("7E3A-21F0") as path:
+        assert path is None
+    assert [c[0] for c in fake.calls] == ["findmnt", "mount"]
