@@ -342,8 +342,10 @@ def judge(entries, present=None, absent=None, fix=FIX_GRUB):
         problems.append("no boot entry was found to read back")
     ok = not problems
     if ok:
-        msg = "Every boot entry carries root= and the wanted arguments: %s." % "; ".join(
-            "%s entry %s" % (e["where"], e["name"]) for e in judged
+        wanted = " ".join([render_arg(k, v) for k, v in (present or {}).items()] + ["no %s" % e for e in absent or []])
+        msg = "Every boot entry carries root=%s: %s." % (
+            " and " + wanted if wanted else "",
+            "; ".join("%s entry %s (%s)" % (e["where"], e["name"], e["cmdline"]) for e in judged),
         )
     else:
         msg = "The boot loader would not boot the wanted command line: %s." % "; ".join(problems)
@@ -412,7 +414,7 @@ def _systemd_boot(root, esp_dirs, where, efi=True):
 def _grub(cfg_path, where):
     text = read_text(cfg_path)
     if text is None:
-        return {"where": where, "name": None, "cmdline": None, "problem": "%s does not exist or cannot be read" % cfg_path, "chosen_by": None}
+        return {"where": where, "name": None, "cmdline": None, "problem": "it does not exist, or this user cannot read it (become: true)", "chosen_by": None}
     return grub_entry(text, read_text(os.path.join(os.path.dirname(cfg_path), "grubenv")), where=where)
 
 
