@@ -22,6 +22,7 @@ import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve_config import config_from_pending
 
 try:
     import requests
@@ -361,23 +362,6 @@ class PveSession:
             ran = time.monotonic() - started
             pause = min(max(POLL_FIRST, ran * POLL_FACTOR), POLL_MAX if ran < POLL_LONG_AFTER else POLL_MAX_LONG)
             time.sleep(min(pause, remaining))
-
-
-def config_from_pending(rows):
-    """(config as ``GET .../config`` shows it, sorted keys with a pending change) from ``GET .../pending`` rows."""
-    config, pending = {}, []
-    for row in rows:
-        key = row.get("key")
-        if key is None:
-            continue
-        if "pending" in row or row.get("delete"):
-            pending.append(key)
-        if row.get("delete"):
-            continue
-        value = row["pending"] if "pending" in row else row.get("value")
-        if value is not None:
-            config[key] = value
-    return config, sorted(pending)
 
 
 def _short(exc):
