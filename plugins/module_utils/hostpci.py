@@ -278,13 +278,14 @@ def is_root(user):
     return user == ROOT
 
 
-def check_permission(value, user, opt="hostpci0"):
+def check_permission(value, user, opt="hostpci0", romfile_root_only=True):
     """Problems the API would raise for ``user`` setting (or deleting) ``opt`` to/from ``value``.
 
     qemu-server: src/PVE/API2/Qemu.pm check_hostpci_perm -- root@pam may do anything; anyone else
     dies "only root can set '<opt>' config for non-mapped devices" for a ``host=`` value, needs
     Mapping.Use on /mapping/pci/<id> plus VM.Config.HWType for a ``mapping=`` value (not checkable
-    here), and "only root@pam can set 'romfile' option" even with a mapping. The API applies it to
+    here), and "only root@pam can set 'romfile' option" even with a mapping (since qemu-server 9.2.6;
+    ``romfile_root_only=False`` for older nodes). The API applies it to
     the new value, to the old value on update, and to the value being deleted.
     """
     if user is None or is_root(user):
@@ -304,7 +305,7 @@ def check_permission(value, user, opt="hostpci0"):
         )
     elif not p["mapping"]:
         problems.append(_error("either 'host' or 'mapping' must be set: %s." % where, "give a PCI address or 'mapping=<id>'.", p["raw"]))
-    if "romfile" in p["options"]:
+    if "romfile" in p["options"] and romfile_root_only:
         problems.append(
             PassthroughError(
                 "only root@pam can set 'romfile' option: %s." % where,
@@ -468,21 +469,37 @@ def validate_config(config, user=None, raise_errors=False):
 
 # The module options of one hostpciN entry and the property each one writes.
 ENTRY_OPTIONS = (("host", "host"), ("mapping", "mapping"), ("pcie", "pcie"), ("rombar", "rombar"), ("x_vga", "x-vga"),
-                 ("mdev", "mdev"), ("romfile", "romfile"), ("legacy_igd", "legacy-igd"))
+                 ("mdev", "mdev"), ("romfile", "romfile"), ("legacy_igd", "legacy-igd"), ("driver", "driver"))
 
 
-def entry_value(entry, host=None):
+def entry_value(entry, host=None, previous=None):
     """The hostpciN value for module options such as ``{"host": ..., "pcie": True, "x_vga": False}``.
 
-    ``host`` replaces ``entry["host"]`` (the resolved address); options that are None are left out,
-    so Proxmox VE's defaults apply to them.
+    ``host`` replaces ``entry["host"]`` (the resolved address). Options that are None keep what
+    ``previous`` (the slot's live value) has -- ``driver=keep``, ``romfile``, ``x-vga`` the user did not
+    give stay -- or, without one, Proxmox VE's defaults; an empty string removes an option.
     """
     flat = {}
+    if previous:
+        try:
+            flat.update(parse(previous)["options"])
+        except PassthroughError:
+            pass
     for option, prop in ENTRY_OPTIONS:
         value = host if option == "host" and host is not None else entry.get(option)
-        if value is not None:
+        if value is None or option in ("host", "mapping"):
+            continue
+        if value == "":
+            flat.pop(prop, None)
+        else:
             flat[prop] = value
-    return format_hostpci(flat)
+    device = {}
+    for option in ("host", "mapping"):
+        value = host if option == "host" and host is not None else entry.get(option)
+        if value:
+            device[option] = value
+    device.update(flat)
+    return format_hostpci(device)
 
 
 def is_vendor_device(host):
@@ -538,7 +555,7 @@ def entry_host(entry, previous, node, devices):
     ``hostpciN`` now) already holds that device with those options, else ``resolve_host`` against
     ``devices()``, a callable, so the node's device list is only read for a new value or ids."""
     host = entry["host"]
-    if previous is not None and not is_vendor_device(host) and equivalent(previous, entry_value(entry)):
+    if previous is not None and not is_vendor_device(host) and equivalent(previous, entry_value(entry, previous=previous)):
         return host
     return resolve_host(host, devices(), node)
 

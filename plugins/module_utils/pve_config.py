@@ -17,7 +17,9 @@ desired value is met by any live value that satisfies it:
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from urllib.parse import unquote
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 
@@ -245,3 +247,75 @@ def new_efidisk(storage, efitype="4m", pre_enrolled_keys=None):
     if pre_enrolled_keys is not None:
         value += ",pre-enrolled-keys=%d" % (1 if pre_enrolled_keys else 0)
     return value
+
+
+def machine_version_key(machine):
+    return machine_version(machine) or (0, 0)
+
+
+def release_at_least(release, wanted):
+    """``"9.2"`` >= ``(9, 2)``; an unreadable release counts as new (the stricter rules apply)."""
+    match = re.match(r"^(\d+)\.(\d+)", str(release or ""))
+    return not match or (int(match.group(1)), int(match.group(2))) >= tuple(wanted)
+
+
+# ---------------------------------------------------------------------------------------------
+# cloud-init values
+# ---------------------------------------------------------------------------------------------
+
+# pve-common: src/PVE/Tools.pm validate_ssh_public_keys / sshkeys split per line; the key types OpenSSH writes
+SSH_KEY_RE = re.compile(r"^(?:\S+\s+)?(?:ssh-(?:rsa|dss|ed25519)|ecdsa-sha2-nistp(?:256|384|521)|sk-(?:ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
+                        r"(?:-cert-v01@openssh\.com)?\s+[A-Za-z0-9+/]+={0,2}(?:\s.*)?$")
+
+
+def cloudinit_problem(key, value):
+    """``(message, fix)`` when a cloud-init value is not in Proxmox VE's format, else None.
+
+    ipconfigN: qemu-server src/PVE/QemuServer.pm $ipconfig_fmt (ip: dhcp or IPv4/CIDR, gw IPv4; ip6: dhcp, auto or
+    IPv6/CIDR, gw6 IPv6); nameserver: format address-list (pve-common JSONSchema.pm verify_address_list);
+    sshkeys: one OpenSSH public key per line.
+    """
+    text = str(value)
+    if key.startswith("ipconfig"):
+        fields = parse_properties(text)
+        unknown = sorted(set(fields) - {"ip", "gw", "ip6", "gw6"}) or [p for p in text.split(",") if p.strip() and "=" not in p]
+        if unknown:
+            return ("%s has keys %s that Proxmox VE does not know" % (key, ", ".join(unknown)),
+                    "write it as ip=<IPv4/CIDR|dhcp>[,gw=<IPv4>][,ip6=<IPv6/CIDR|dhcp|auto>][,gw6=<IPv6>], e.g. ip=192.168.1.120/24,gw=192.168.1.1.")
+        checks = (("ip", 4, True, ("dhcp",)), ("gw", 4, False, ()), ("ip6", 6, True, ("dhcp", "auto")), ("gw6", 6, False, ()))
+        for name, version, cidr, words in checks:
+            if name not in fields or fields[name] in words:
+                continue
+            if not _ip_ok(fields[name], version, cidr):
+                return ("%s=%s is not an IPv%d %s" % (name, fields[name], version, "address with /prefix" if cidr else "address"),
+                        "e.g. ip=192.168.1.120/24,gw=192.168.1.1 (or ip=dhcp)." if version == 4 else "e.g. ip6=fd00::120/64,gw6=fd00::1 (or ip6=auto).")
+        if "gw" in fields and fields.get("ip") in (None, "dhcp"):
+            return ("gw=%s needs a static ip" % fields["gw"], "give ip=<IPv4/CIDR> with gw, or drop gw with ip=dhcp.")
+        return None
+    if key == "nameserver":
+        bad = [a for a in re.split(r"[,;\s]+", text.strip()) if a and not _ip_ok(a, None, False)]
+        if bad or not text.strip():
+            return ("nameserver %s is not a list of IP addresses" % (", ".join(bad) or "(empty)"),
+                    "give IP addresses separated by spaces, e.g. '192.168.1.1 1.1.1.1'.")
+        return None
+    if key == "sshkeys":
+        plain = unquote(text) if re.search(r"%[0-9A-Fa-f]{2}", text) and " " not in text else text
+        lines = [line.strip() for line in plain.splitlines() if line.strip() and not line.strip().startswith("#")]
+        bad = [line for line in lines if not SSH_KEY_RE.match(line)]
+        if bad or not lines:
+            return ("sshkeys holds %s that is not an OpenSSH public key" % (repr(bad[0][:40]) if bad else "no key"),
+                    "give the contents of a .pub file, one key per line (ssh-ed25519 AAAA... user@host).")
+    return None
+
+
+def _ip_ok(text, version, cidr):
+    try:
+        if cidr:
+            if "/" not in text:
+                return False
+            net = ipaddress.ip_interface(text)
+        else:
+            net = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return version is None or net.version == version

@@ -338,7 +338,7 @@ def _refuse_disk_changes(current, changes, deletes):
         )
 
 
-def _check_permissions(current, changes, deletes, user):
+def _check_permissions(current, changes, deletes, user, romfile_root_only=True):
     """qemu-server: src/PVE/API2/Qemu.pm update_vm_api: check_hostpci_perm on the old and the new value
     of every hostpciN set and on every hostpciN deleted; $check_vm_modify_config_perm: ``args``
     and unknown keys are root only."""
@@ -348,9 +348,9 @@ def _check_permissions(current, changes, deletes, user):
     for key in sorted(set(changes) | set(deletes), key=pve_config.slot_sort_key):
         if re.match(r"^hostpci\d+$", key):
             if current.get(key):
-                problems.extend(hostpci.check_permission(current[key], user, key))
+                problems.extend(hostpci.check_permission(current[key], user, key, romfile_root_only))
             if key in changes:
-                problems.extend(hostpci.check_permission(changes[key], user, key))
+                problems.extend(hostpci.check_permission(changes[key], user, key, romfile_root_only))
         elif key in ROOT_ONLY_KEYS:
             problems.append(
                 PassthroughError(
@@ -398,7 +398,7 @@ def compute(current, desired):
     return changes, deletes
 
 
-def plan(current, desired, running=False, restart=True, user=None, pending=None):
+def plan(current, desired, running=False, restart=True, user=None, pending=None, romfile_root_only=True):
     """The minimal ordered steps taking ``current`` to ``desired`` (see the module docstring).
 
     ``running``: the VM runs now; then a change to a key that is not hot-applied (``needs_restart``)
@@ -407,13 +407,14 @@ def plan(current, desired, running=False, restart=True, user=None, pending=None)
     already wait in the VM's pending section (GET .../pending); with ``restart`` they also cause a
     shutdown/start, since GET .../config shows pending values as if applied. ``user``: the API user;
     when given, Proxmox's permission rules for hostpci and root-only keys are checked before any step
-    is returned. Raises ``PassthroughError`` for plans that would drop a disk, break a start-time
-    hostpci rule or be refused by the API.
+    is returned (``romfile_root_only``: the qemu-server 9.2.6 rule, see ``hostpci.check_permission``).
+    Raises ``PassthroughError`` for plans that would drop a disk, break a start-time hostpci rule or
+    be refused by the API.
     """
     current = dict(current or {})
     changes, deletes = compute(current, desired)
     _refuse_disk_changes(current, changes, deletes)
-    _check_permissions(current, changes, deletes, user)
+    _check_permissions(current, changes, deletes, user, romfile_root_only)
     final = apply_plan(current, _write_steps(changes, deletes, None))
     _check_hostpci(final, changes, deletes)
 
