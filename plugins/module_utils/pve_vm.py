@@ -314,6 +314,23 @@ class VmService:
         except PassthroughError as again:
             self.warn("VM %s could not be started again after %s: %s" % (vm["vmid"], err.message, again))
 
+    def power(self, vm, state, check_mode=False):
+        """Bring the VM to ``state`` (``started``/``stopped``); returns the steps. A started VM that still carries a
+        start mark loses it (the earlier failure is over)."""
+        steps = []
+        running = vm["status"] == "running"
+        if state == "started" and not running:
+            steps.append({"action": "start"})
+        if state == "stopped" and running:
+            steps.append({"action": "shutdown"})
+        if state == "started" and start_pending(vm["config"]):
+            steps.append({"action": "clear_start_mark"})
+        if steps:
+            Proof(self.api, vm, {}).check_state(steps)
+        if steps and not check_mode:
+            self.apply(vm, steps, start=state == "started")
+        return steps
+
     def converge(self, vm, desired, check_mode=False, start=True, inputs=None, restart=True, all_pending=False):
         """plan -> prove -> apply; returns the steps (nothing done in check mode)."""
         steps = self.plan(vm, desired, start=start, restart=restart, all_pending=all_pending)
@@ -365,7 +382,8 @@ class Proof:
         raise PassthroughError("%s=%r: %s; nothing was changed." % (option, value, message), fix=fix, link=link,
                                details={"option": option, "value": value})
 
-    def run(self, steps):
+    def check_vm(self):
+        """Not a template, not locked (qemu-server: PVE/QemuConfig.pm check_lock, "VM is locked (<lock>)")."""
         vm = self.vm
         if vm["template"]:
             self.refuse("vmid", vm["vmid"], "VM %s is a template" % vm["vmid"], "give the vmid of a VM, not of a template.")
@@ -373,6 +391,15 @@ class Proof:
             self.refuse("vmid", vm["vmid"], "VM %s is locked (%s) by another task, e.g. a backup or migration" % (vm["vmid"], vm["lock"]),
                         "wait for that task to finish (Datacenter > Tasks) and run again; remove a stale lock with "
                         "'qm unlock %s' on node %s only when no task runs." % (vm["vmid"], self.node), link="vm_config")
+
+    def check_state(self, steps):
+        """The checks a power change needs: not a template, not locked, VM.PowerMgmt."""
+        self.check_vm()
+        keys = ["description"] if any(s["action"] == "clear_start_mark" for s in steps) else []
+        self.check_privileges(keys, {}, steps, force=True)
+
+    def run(self, steps):
+        self.check_vm()
         changes = {}
         for step in steps:
             if step["action"] == "set_config":
@@ -487,9 +514,9 @@ class Proof:
                         "add or correct the map entry for node %s (homelab.gpu_passthrough.pve_pci_mapping)." % self.node)
 
     # ------------------------------------------------------------------ privileges
-    def check_privileges(self, keys, changes, steps):
+    def check_privileges(self, keys, changes, steps, force=False):
         user = self.api.authid
-        if hostpci.is_root(user) or not keys:
+        if hostpci.is_root(user) or not (keys or force):
             return
         needed = {}
         vms = "/vms/%s" % self.vm["vmid"]
@@ -547,7 +574,7 @@ def hostpci_slot(entry, index):
     slot = entry.get("slot")
     slot = index if slot is None else slot
     if not 0 <= slot < hostpci.MAX_HOSTPCI_DEVICES:
-        raise PassthroughError("hostpci[%d]: slot %d is out of range." % (index, slot),
+        raise PassthroughError("slot=%d is out of range (hostpci entry %d)." % (slot, index),
                                fix="use a slot from 0 to %d." % (hostpci.MAX_HOSTPCI_DEVICES - 1),
                                details={"option": "hostpci", "value": slot})
     return slot
@@ -579,8 +606,8 @@ def desired_hostpci(api, entries, node, config):
             try:
                 host = hostpci.entry_host(entry, previous, node, lambda: api.pci_devices(node))
             except PassthroughError as err:
-                err.details.setdefault("value", entry["host"])
-                raise
+                raise PassthroughError("host=%r: %s" % (entry["host"], err.message), fix=err.fix, link=err.link,
+                                       details=dict(err.details, option="host", value=entry["host"])) from None
         wanted[slot] = hostpci.entry_value(entry, host, previous=previous)
     return wanted
 
@@ -867,3 +894,17 @@ class Recreate:
             config["name"] = self.p["name"] or self.decision["name"] or config.get("name")
         desired = self.desired_for_clone(config, vm)
         return vm_plan.apply_plan(config, vm_plan.plan(config, desired), vmid=vmid)
+
+
+def info(vm):
+    """pve_vm_info's ``vm``: the read VM with its hostpciN entries parsed (``error`` for a value that does not parse)."""
+    config = {k: v for k, v in vm["config"].items() if k != "digest"}
+    entries = {}
+    for key in sorted((k for k in config if k.startswith("hostpci") and k[7:].isdigit()), key=pve_config.slot_sort_key):
+        try:
+            parsed = hostpci.parse(config[key])
+            entries[key] = {f: parsed[f] for f in ("host", "hosts", "mapping", "options", "raw")}
+        except PassthroughError as err:
+            entries[key] = {"raw": config[key], "error": str(err)}
+    return {"vmid": vm["vmid"], "node": vm["node"], "name": config.get("name"), "status": vm["status"], "lock": vm["lock"],
+            "template": vm["template"], "config": config, "pending": list(vm["pending"]), "digest": vm["digest"], "hostpci": entries}
