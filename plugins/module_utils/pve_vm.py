@@ -448,6 +448,10 @@ class Proof:
                         "use 'q35' (the newest the node has) or a version the node lists, e.g. %s." % (newest[-1] if newest else "q35"))
 
     def check_storage(self, key, storage):
+        # A running VM whose disk lives on the storage proves it: enabled on this node, active, holding images.
+        if self.vm["status"] == "running" and any(str(self.vm["config"][k]).split(":", 1)[0] == storage
+                                                  for k in data_disks(self.vm["config"])):
+            return
         # pve-manager: PVE/API2/Storage/Status.pm index -- enabled storages of the node, 'content' filter, 'active'
         rows = self._get("/nodes/%s/storage" % self.node) or []
         row = next((r for r in rows if r.get("storage") == storage), None)

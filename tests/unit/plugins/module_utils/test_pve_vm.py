@@ -135,8 +135,14 @@ def test_conversion_order_shutdown_one_write_with_digest_start():
     assert [w[1].rsplit("/", 1)[-1] for w in writes] == ["shutdown", "config", "start"]
     put = writes[1][2]
     assert put["digest"] == "d0" and put["machine"] == "q35" and put["bios"] == "ovmf" and put["efidisk0"].startswith("local-lvm:1")
-    # the storage was proven (one GET) before the shutdown
-    first_post = session.calls.index(writes[0])
+    # local-lvm holds the running VM's scsi0: that proves it without a storage read
+    assert not any(c[1] == "/nodes/pve1/storage" for c in session.calls)
+
+
+def test_storage_is_read_before_the_shutdown_when_no_running_disk_proves_it():
+    session = FakeSession(dict(K3S, scsi0="other:vm-120-disk-0,size=32G"))
+    converge(session, {"efidisk_storage": "local-lvm"})
+    first_post = session.calls.index(session.disruptive()[0])
     assert ("GET", "/nodes/pve1/storage", {}) in session.calls[:first_post]
 
 
