@@ -129,8 +129,8 @@ class VmService:
 
         A restart also applies values already pending for the keys of ``desired`` (every pending key
         with ``all_pending``)."""
-        wanted, _absent = vm_plan._flatten_desired(desired)  # pylint: disable=protected-access
-        keys = set(wanted) | set(_absent)
+        wanted, absent = vm_plan.flatten_desired(desired)
+        keys = set(wanted) | set(absent)
         pending = [k for k in vm["pending"] if all_pending or k in keys]
         user = self.api.authid
         steps = vm_plan.plan(vm["config"], desired, running=vm["status"] == "running", restart=restart, user=user,
@@ -138,8 +138,8 @@ class VmService:
         if not start:
             steps = [s for s in steps if s["action"] != "start"]
         reason = start_pending(vm["config"])
-        if reason and start and not any(s["action"] == "start" for s in steps):
-            if vm["status"] != "running":
+        if reason and start:
+            if vm["status"] != "running" and not any(s["action"] == "start" for s in steps):
                 steps.append({"action": "start", "reason": "left stopped by an earlier run: %s" % reason})
             steps.append({"action": "clear_start_mark"})
         return steps
@@ -149,7 +149,7 @@ class VmService:
         check_hostpci_perm); older releases let a mapping user set it. Asks GET /version only when it matters."""
         if user is None or hostpci.is_root(user):
             return True
-        wanted, absent = vm_plan._flatten_desired(desired)  # pylint: disable=protected-access
+        wanted, absent = vm_plan.flatten_desired(desired)
         values = [v for k, v in wanted.items() if k.startswith("hostpci")]
         values += [config[k] for k in list(wanted) + list(absent) if k.startswith("hostpci") and k in config]
         if not any("romfile" in (v if isinstance(v, str) else hostpci.format(v)) for v in values):

@@ -290,7 +290,7 @@ def _value_for(key, want, current):
 # ---------------------------------------------------------------------------------------------
 
 
-def _flatten_desired(desired):
+def flatten_desired(desired):
     """desired -> ({key: wanted value}, [keys to delete])."""
     wanted = {}
     absent = []
@@ -380,7 +380,7 @@ def _check_hostpci(final, changes, deletes):
 
 def compute(current, desired):
     """({key: value to set}, [keys to delete]) that take ``current`` to ``desired``; no checks."""
-    wanted, absent = _flatten_desired(desired)
+    wanted, absent = flatten_desired(desired)
     changes = {}
     for key, want in wanted.items():
         if key == "machine":

@@ -113,3 +113,34 @@ def test_parse_bool(value, out):
 
 def test_slot_sort_key_orders_by_number():
     assert sorted(["hostpci10", "hostpci2", "cores", "hostpci0"], key=pve_config.slot_sort_key) == ["cores", "hostpci0", "hostpci2", "hostpci10"]
+
+
+ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl admin@laptop"
+
+
+@pytest.mark.parametrize("key, value", [
+    ("ipconfig0", "ip=192.168.1.120/24,gw=192.168.1.1"), ("ipconfig0", "ip=dhcp"), ("ipconfig0", "ip6=auto"),
+    ("ipconfig1", "ip=10.0.0.5/8,ip6=fd00::5/64,gw6=fd00::1"), ("nameserver", "192.168.1.1 1.1.1.1"), ("nameserver", "fd00::1"),
+    ("sshkeys", ED25519), ("sshkeys", ED25519 + "\n" + ED25519.replace("admin", "other")),
+    ("sshkeys", "ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl%20admin%40laptop"),
+    ("sshkeys", 'command="uptime" ' + ED25519),
+])
+def test_cloudinit_values_in_pve_formats_pass(key, value):
+    assert pve_config.cloudinit_problem(key, value) is None
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("ipconfig0", "ip=192.168.1.300/24", "IPv4"), ("ipconfig0", "ip=192.168.1.5", "/prefix"), ("ipconfig0", "ip=fd00::1/64", "IPv4"),
+    ("ipconfig0", "gw=192.168.1.1", "static ip"), ("ipconfig0", "ip=dhcp,gw=192.168.1.1", "static ip"),
+    ("ipconfig0", "address=1.2.3.4/24", "does not know"), ("ipconfig0", "192.168.1.5/24", "does not know"),
+    ("ipconfig0", "ip6=fd00::1", "/prefix"), ("nameserver", "dns.example", "IP addresses"), ("nameserver", " ", "IP addresses"),
+    ("sshkeys", "hunter2", "OpenSSH"), ("sshkeys", "ssh-ed25519", "OpenSSH"), ("sshkeys", "", "no key"),
+])
+def test_cloudinit_values_refused_name_the_problem(key, value, words):
+    message, fix = pve_config.cloudinit_problem(key, value)
+    assert words in message and fix
+
+
+@pytest.mark.parametrize("release, at_least", [("9.2", True), ("9.10", True), ("10.0", True), ("9.1", False), ("8.4", False), ("", True)])
+def test_release_at_least(release, at_least):
+    assert pve_config.release_at_least(release, (9, 2)) is at_least
