@@ -32,20 +32,25 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pci_ids
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve_config import (  # noqa: F401  (re-exported)
+    is_i440fx,
+    is_q35,
+    machine_base_type,
+    parse_bool,
+    parse_machine,
+    slot_sort_key,
+)
 
 # qemu-server: src/PVE/QemuServer/PCI.pm $MAX_HOSTPCI_DEVICES
 MAX_HOSTPCI_DEVICES = 16
 
-# qemu-server: src/PVE/QemuServer/PCI.pm $PCIRE -- lower-case hex only, the domain is optional
-# and the function is optional (an id without function means all functions of the device).
-_PCI_ID = r"(?:[a-f0-9]{4,}:)?[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?"
-PCI_ID_RE = re.compile(r"^%s$" % _PCI_ID)
-HOST_RE = re.compile(r"^%s(?:;%s)*$" % (_PCI_ID, _PCI_ID))
-# pve-common: src/PVE/JSONSchema.pm $CONFIGID_RE (format 'pve-configid', used by 'mapping')
-CONFIGID_RE = re.compile(r"^[a-z][a-z0-9_-]+$", re.IGNORECASE)
-# $hostpci_fmt patterns of 'vendor-id' and friends, 'mdev' and 'romfile'
-HEX_ID_RE = re.compile(r"^0x[0-9a-fA-F]{4}$")
+PCI_ID_RE = pci_ids.ADDRESS_RE
+HOST_RE = pci_ids.ADDRESS_LIST_RE
+CONFIGID_RE = pci_ids.CONFIGID_RE
+HEX_ID_RE = pci_ids.HEX_OPTION_RE
+# $hostpci_fmt patterns of 'mdev' and 'romfile'
 MDEV_RE = re.compile(r"^[^/.:]+$")
 ROMFILE_RE = re.compile(r"^[^,;]+$")
 
@@ -74,38 +79,12 @@ FIX_NOT_ROOT = (
 )
 
 
-def parse_bool(value):
-    """pve-common: src/PVE/JSONSchema.pm parse_boolean: 1|on|yes|true and 0|off|no|false, any case."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("1", "on", "yes", "true"):
-        return True
-    if text in ("0", "off", "no", "false"):
-        return False
-    return None
+normalize_id = pci_ids.address
+has_function = pci_ids.has_function
 
 
 def _error(message, fix, value, link="input"):
     return PassthroughError(message, fix=fix, link=link, details={"value": value})
-
-
-def normalize_id(pci_id):
-    """``01:00.0`` -> ``0000:01:00.0``; ``0000:00:02`` stays without function.
-
-    pve-common: src/PVE/SysFSTools.pm lspci matches an id as a prefix of the full address after an
-    optional ``0000:`` domain, so a missing domain means ``0000``.
-    """
-    pci_id = pci_id.strip().lower()
-    if pci_id.count(":") == 1:
-        pci_id = "0000:" + pci_id
-    return pci_id
-
-
-def has_function(pci_id):
-    return "." in pci_id
 
 
 def parse(value):
@@ -286,60 +265,6 @@ def equivalent(a, b):
 
 
 # ---------------------------------------------------------------------------------------------
-# machine strings
-# ---------------------------------------------------------------------------------------------
-
-
-def parse_machine(machine):
-    """qemu-server: src/PVE/QemuServer/Machine.pm $machine_fmt: ``[type=]<type>[,viommu=..][,aw-bits=..]...``.
-
-    Returns ``{"type": ..., <other keys>: ...}``; ``type`` is None when absent.
-    """
-    result = {"type": None}
-    if not machine:
-        return result
-    for part in str(machine).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "=" in part:
-            key, _sep, val = part.partition("=")
-            result[key.strip()] = val.strip()
-        else:
-            result["type"] = part
-    return result
-
-
-def machine_base_type(machine):
-    """``q35``, ``i440fx`` or ``virt`` (qemu-server: src/PVE/QemuServer/Machine.pm machine_base_type).
-
-    Anything containing ``q35`` is q35, anything starting with ``pc`` is i440fx; no machine at all
-    is the x86_64 default ``pc``, i.e. i440fx (``machine_type_is_q35`` returns 0 without a type).
-    Returns None for a type Proxmox would not recognise.
-    """
-    mtype = parse_machine(machine)["type"]
-    if not mtype:
-        return "i440fx"
-    if "q35" in mtype:
-        return "q35"
-    if mtype.startswith("pc"):
-        return "i440fx"
-    if mtype.startswith("virt"):
-        return "virt"
-    return None
-
-
-def is_q35(machine):
-    """``q35``, ``pc-q35-8.1``, ``pc-q35-9.2+pve1``, ``type=q35,viommu=intel`` -> True."""
-    return machine_base_type(machine) == "q35"
-
-
-def is_i440fx(machine):
-    """``pc``, ``pc-i440fx-9.2``, ``pc-8.1`` and no machine at all (the default) -> True."""
-    return machine_base_type(machine) == "i440fx"
-
-
-# ---------------------------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------------------------
 
@@ -353,13 +278,14 @@ def is_root(user):
     return user == ROOT
 
 
-def check_permission(value, user, opt="hostpci0"):
+def check_permission(value, user, opt="hostpci0", romfile_root_only=True):
     """Problems the API would raise for ``user`` setting (or deleting) ``opt`` to/from ``value``.
 
     qemu-server: src/PVE/API2/Qemu.pm check_hostpci_perm -- root@pam may do anything; anyone else
     dies "only root can set '<opt>' config for non-mapped devices" for a ``host=`` value, needs
     Mapping.Use on /mapping/pci/<id> plus VM.Config.HWType for a ``mapping=`` value (not checkable
-    here), and "only root@pam can set 'romfile' option" even with a mapping. The API applies it to
+    here), and "only root@pam can set 'romfile' option" even with a mapping (since qemu-server 9.2.6;
+    ``romfile_root_only=False`` for older nodes). The API applies it to
     the new value, to the old value on update, and to the value being deleted.
     """
     if user is None or is_root(user):
@@ -379,7 +305,7 @@ def check_permission(value, user, opt="hostpci0"):
         )
     elif not p["mapping"]:
         problems.append(_error("either 'host' or 'mapping' must be set: %s." % where, "give a PCI address or 'mapping=<id>'.", p["raw"]))
-    if "romfile" in p["options"]:
+    if "romfile" in p["options"] and romfile_root_only:
         problems.append(
             PassthroughError(
                 "only root@pam can set 'romfile' option: %s." % where,
@@ -543,30 +469,41 @@ def validate_config(config, user=None, raise_errors=False):
 
 # The module options of one hostpciN entry and the property each one writes.
 ENTRY_OPTIONS = (("host", "host"), ("mapping", "mapping"), ("pcie", "pcie"), ("rombar", "rombar"), ("x_vga", "x-vga"),
-                 ("mdev", "mdev"), ("romfile", "romfile"), ("legacy_igd", "legacy-igd"))
-VENDOR_DEVICE_RE = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{4})$")
+                 ("mdev", "mdev"), ("romfile", "romfile"), ("legacy_igd", "legacy-igd"), ("driver", "driver"))
 
 
-def entry_value(entry, host=None):
+def entry_value(entry, host=None, previous=None):
     """The hostpciN value for module options such as ``{"host": ..., "pcie": True, "x_vga": False}``.
 
-    ``host`` replaces ``entry["host"]`` (the resolved address); options that are None are left out,
-    so Proxmox VE's defaults apply to them.
+    ``host`` replaces ``entry["host"]`` (the resolved address). Options that are None keep what
+    ``previous`` (the slot's live value) has -- ``driver=keep``, ``romfile``, ``x-vga`` the user did not
+    give stay -- or, without one, Proxmox VE's defaults; an empty string removes an option.
     """
     flat = {}
+    if previous:
+        try:
+            flat.update(parse(previous)["options"])
+        except PassthroughError:
+            pass
     for option, prop in ENTRY_OPTIONS:
         value = host if option == "host" and host is not None else entry.get(option)
-        if value is not None:
+        if value is None or option in ("host", "mapping"):
+            continue
+        if value == "":
+            flat.pop(prop, None)
+        else:
             flat[prop] = value
-    return format_hostpci(flat)
+    device = {}
+    for option in ("host", "mapping"):
+        value = host if option == "host" and host is not None else entry.get(option)
+        if value:
+            device[option] = value
+    device.update(flat)
+    return format_hostpci(device)
 
 
 def is_vendor_device(host):
-    return bool(VENDOR_DEVICE_RE.match(str(host or "").strip()))
-
-
-def _hex(value):
-    return str(value or "").lower().replace("0x", "")
+    return pci_ids.vendor_device(host) is not None
 
 
 def resolve_host(host, devices, node):
@@ -576,10 +513,10 @@ def resolve_host(host, devices, node):
     ``vendor:device`` ids must match exactly one device; addresses (with or without domain,
     ``;``-joined) must each be a device or, without function, a device's slot.
     """
-    match = VENDOR_DEVICE_RE.match(str(host).strip())
-    if match:
-        vendor, device = match.group(1).lower(), match.group(2).lower()
-        found = sorted(d["id"] for d in devices if _hex(d.get("vendor")) == vendor and _hex(d.get("device")) == device)
+    ids = pci_ids.vendor_device(host)
+    if ids:
+        vendor, device = ids.split(":")
+        found = sorted(d["id"] for d in devices if pci_ids.vendor_device_of(d) == ids)
         if len(found) == 1:
             return found[0]
         if not found:
@@ -603,7 +540,7 @@ def resolve_host(host, devices, node):
     ids = [normalize_id(h) for h in parsed["hosts"]]
     known = [d["id"] for d in devices]
     for pci_id in ids:
-        if not any(k == pci_id or k.startswith(pci_id + ".") for k in known):
+        if not any(pci_ids.same_slot(k, pci_id) for k in known):
             raise PassthroughError(
                 "No PCI device %s on node %s (GET /nodes/%s/hardware/pci)." % (pci_id, node, node),
                 fix="check the address with 'lspci -D' on %s; the VM must be on the node that has the device." % node,
@@ -618,16 +555,9 @@ def entry_host(entry, previous, node, devices):
     ``hostpciN`` now) already holds that device with those options, else ``resolve_host`` against
     ``devices()``, a callable, so the node's device list is only read for a new value or ids."""
     host = entry["host"]
-    if previous is not None and not is_vendor_device(host) and equivalent(previous, entry_value(entry)):
+    if previous is not None and not is_vendor_device(host) and equivalent(previous, entry_value(entry, previous=previous)):
         return host
     return resolve_host(host, devices(), node)
-
-
-def slot_sort_key(key):
-    match = re.match(r"^([a-z_-]+)(\d+)$", key)
-    if match:
-        return (match.group(1), int(match.group(2)))
-    return (key, -1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,11 +17,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve_config import config_from_pending
 
 try:
     import requests
@@ -118,6 +120,25 @@ class PveSession:
             raise PassthroughError("api_host is empty.", fix="set api_host (or PROXMOX_HOST) to a cluster node's name or address.")
         if not api_user:
             raise PassthroughError("api_user is empty.", fix="set api_user (or PROXMOX_USER), e.g. root@pam or automation@pve.")
+        if "@" not in api_user:
+            raise PassthroughError(
+                "api_user %r has no realm: Proxmox VE names a user user@realm." % api_user,
+                fix="write the realm too: 'root@pam' for the root account, 'automation@pve' for a Proxmox VE user.",
+                details={"option": "api_user", "value": api_user},
+            )
+        if api_port is not None and not 0 < int(api_port) < 65536:
+            raise PassthroughError(
+                "api_port %r is not a TCP port." % api_port,
+                fix="set api_port to 1..65535; pveproxy listens on 8006.",
+                details={"option": "api_port", "value": api_port},
+            )
+        if validate_certs and ca_path and not os.path.isfile(ca_path):
+            raise PassthroughError(
+                "ca_path %r is not a file on the host that runs the module." % ca_path,
+                fix="copy the cluster CA (/etc/pve/pve-root-ca.pem on a node) there, or give its path; ca_path is read on the "
+                    "managed host, not the controller, unless the task is delegated to localhost.",
+                details={"option": "ca_path", "value": ca_path},
+            )
         token_name = api_token_id
         if token_name and "!" in token_name:
             # A full token id 'user@realm!name' is accepted too; its user part must agree with api_user.
@@ -185,6 +206,7 @@ class PveSession:
             fix="check api_host/api_port (PROXMOX_HOST/PROXMOX_PORT), that pveproxy runs on the node and that the port is reachable; "
                 "raise api_timeout if the cluster is slow.",
             link="input",
+            details={"transient": True},
         )
 
     def _api_error(self, method, path, exc):
@@ -214,6 +236,7 @@ class PveSession:
             )
         if status == 400:
             return PassthroughError(message + ".", fix="correct the parameter named above.", link="input", details=details)
+        details["transient"] = bool(status and status >= 500 and status not in _TRANSIENT_SKIP)
         return PassthroughError(message + ".", fix="see Proxmox's message above; the cluster's task log and journal have details.",
                                 link="vm_config", details=details)
 
@@ -282,19 +305,19 @@ class PveSession:
         raise PassthroughError("unreachable", link="input")  # pragma: no cover
 
     # ------------------------------------------------------------------ verbs
-    def get(self, path, **params):
+    def get(self, path, /, **params):
         """GET ``path`` (retried on transient failures); returns the answer's ``data``."""
         return self._call("GET", path, params)
 
-    def post(self, path, **params):
+    def post(self, path, /, **params):
         """POST ``path`` once; returns ``data`` (a UPID for asynchronous calls)."""
         return self._call("POST", path, params)
 
-    def put(self, path, **params):
+    def put(self, path, /, **params):
         """PUT ``path`` once; returns ``data``."""
         return self._call("PUT", path, params)
 
-    def delete(self, path, **params):
+    def delete(self, path, /, **params):
         """DELETE ``path`` once; returns ``data``."""
         return self._call("DELETE", path, params)
 
@@ -361,23 +384,6 @@ class PveSession:
             ran = time.monotonic() - started
             pause = min(max(POLL_FIRST, ran * POLL_FACTOR), POLL_MAX if ran < POLL_LONG_AFTER else POLL_MAX_LONG)
             time.sleep(min(pause, remaining))
-
-
-def config_from_pending(rows):
-    """(config as ``GET .../config`` shows it, sorted keys with a pending change) from ``GET .../pending`` rows."""
-    config, pending = {}, []
-    for row in rows:
-        key = row.get("key")
-        if key is None:
-            continue
-        if "pending" in row or row.get("delete"):
-            pending.append(key)
-        if row.get("delete"):
-            continue
-        value = row["pending"] if "pending" in row else row.get("value")
-        if value is not None:
-            config[key] = value
-    return config, sorted(pending)
 
 
 def _short(exc):

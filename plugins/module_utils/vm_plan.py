@@ -32,7 +32,7 @@ import copy
 import re
 from urllib.parse import quote, unquote
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import hostpci
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import hostpci, pve_config
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 
 # qemu-server: src/PVE/QemuServer/Drive.pm -- ide0-3, sata0-5, scsi0-30, virtio0-15, unused0-255
@@ -70,7 +70,7 @@ FAST_PLUG = frozenset(
 HOT_ALWAYS = frozenset(("cpuunits", "cpulimit", "agent"))
 
 # Proxmox defaults for keys whose absence means a value (qemu-server: src/PVE/QemuServer.pm $confdesc).
-DEFAULTS = {"bios": "seabios"}
+DEFAULTS = {"bios": pve_config.BIOS_DEFAULT}
 
 ROOT_ONLY_KEYS = frozenset(("args",))
 
@@ -127,20 +127,8 @@ def _property_parts(value):
 
 
 def _machine_equal(cur, want):
-    """Same base type (qemu-server: src/PVE/QemuServer/Machine.pm machine_base_type) and options.
-
-    A versionless wanted type (``q35``, ``pc``) is met by any version of that type, so a VM pinned
-    to ``pc-q35-9.2+pve1`` is already ``q35``; a versioned wanted type must match exactly.
-    """
-    c = hostpci.parse_machine(cur)
-    w = hostpci.parse_machine(want)
-    if hostpci.machine_base_type(cur) != hostpci.machine_base_type(want):
-        return False
-    wtype = w.pop("type")
-    ctype = c.pop("type")
-    if wtype not in (None, "q35", "pc") and wtype != ctype:
-        return False
-    return c == w
+    """``pve_config.machine_meets``: any q35 string meets ``q35``; given properties must match, others are kept."""
+    return pve_config.machine_meets(cur, want)
 
 
 def _plain_sshkeys(value):
@@ -159,48 +147,27 @@ def _sshkeys_equal(cur, want):
     return lines(cur) == lines(_plain_sshkeys(want))
 
 
-def efidisk_spec(value):
-    """``storage``, ``efitype`` (default 2m), ``pre_enrolled_keys`` (default False) of an efidisk0 value.
-
-    qemu-server: src/PVE/QemuServer/Drive.pm $efidisk_fmt / %efitype_fmt.
-    """
-    parts = [p for p in str(value).split(",") if p]
-    volume = None
-    opts = {}
-    for part in parts:
-        if "=" in part:
-            k, _sep, v = part.partition("=")
-            if k in ("file", "volume"):
-                volume = v
-            else:
-                opts[k] = v
-        else:
-            volume = part
-    storage = volume.split(":", 1)[0] if volume and ":" in volume else None
-    keys = hostpci.parse_bool(opts.get("pre-enrolled-keys", "0"))
-    return {"volume": volume, "storage": storage, "efitype": opts.get("efitype", "2m"), "pre_enrolled_keys": bool(keys)}
+efidisk_spec = pve_config.efidisk_spec
 
 
 def _desired_efidisk(want):
     if isinstance(want, str):
         spec = efidisk_spec(want)
         spec["raw"] = want
+        spec["replace"] = True
         return spec
     spec = dict(want)
-    spec.setdefault("efitype", "4m")
+    spec.setdefault("efitype", None)
     spec.setdefault("storage", None)
     spec.setdefault("pre_enrolled_keys", None)
+    spec.setdefault("replace", False)
     return spec
 
 
 def _efidisk_equal(cur, want):
-    c = efidisk_spec(cur)
+    """Any live efidisk0 meets "has an EFI disk"; only ``replace`` (NVRAM lost) compares type and keys."""
     w = _desired_efidisk(want)
-    if w.get("storage") is not None and c["storage"] != w["storage"]:
-        return False
-    if c["efitype"] != w["efitype"]:
-        return False
-    return not (w.get("pre_enrolled_keys") is not None and c["pre_enrolled_keys"] != bool(w["pre_enrolled_keys"]))
+    return pve_config.efidisk_meets(cur, w["efitype"], w["pre_enrolled_keys"], replace=w["replace"])
 
 
 def _efidisk_value(want, current_value=None):
@@ -210,17 +177,7 @@ def _efidisk_value(want, current_value=None):
     storage = w.get("storage")
     if storage is None and current_value:
         storage = efidisk_spec(current_value)["storage"]
-    if not storage:
-        raise PassthroughError(
-            "efidisk0 must be created but no storage was given for it.",
-            fix="set efidisk0.storage to the storage that holds the VM's disks, e.g. 'local-lvm'.",
-            link="input",
-        )
-    # "STORAGE:1" allocates a new EFI vars disk; the size is ignored (qemu-server: src/PVE/API2/Qemu.pm)
-    value = "%s:1,efitype=%s" % (storage, w["efitype"])
-    if w.get("pre_enrolled_keys") is not None:
-        value += ",pre-enrolled-keys=%d" % (1 if w["pre_enrolled_keys"] else 0)
-    return value
+    return pve_config.new_efidisk(storage, w["efitype"] or "4m", w["pre_enrolled_keys"])
 
 
 # qemu-server: src/PVE/QemuServer/Network.pm $nic_model_list (the model key doubles as the MAC key)
@@ -289,6 +246,8 @@ def values_equal(key, cur, want):
     """Whether ``current[key] == cur`` already means the desired ``want`` (both not None)."""
     if key == "machine":
         return _machine_equal(cur, want)
+    if key == "bios":
+        return _text(cur or pve_config.BIOS_DEFAULT) == _text(want)
     if re.match(r"^hostpci\d+$", key):
         try:
             return hostpci.equivalent(cur, want)
@@ -306,13 +265,15 @@ def values_equal(key, cur, want):
         # GET .../config never returns the password itself; it cannot be compared
         return True
     if isinstance(want, bool):
-        return hostpci.parse_bool(cur) is want
+        return pve_config.parse_bool(cur) is want
     if "," in _text(cur) or "," in _text(want) or "=" in _text(want):
         return _property_parts(cur) == _property_parts(want)
     return _text(cur) == _text(want)
 
 
 def _value_for(key, want, current):
+    if key == "machine":
+        return pve_config.machine_value(current.get("machine"), want)
     if re.match(r"^hostpci\d+$", key):
         return want if isinstance(want, str) else hostpci.format(want)
     if key == "efidisk0":
@@ -329,7 +290,7 @@ def _value_for(key, want, current):
 # ---------------------------------------------------------------------------------------------
 
 
-def _flatten_desired(desired):
+def flatten_desired(desired):
     """desired -> ({key: wanted value}, [keys to delete])."""
     wanted = {}
     absent = []
@@ -377,19 +338,19 @@ def _refuse_disk_changes(current, changes, deletes):
         )
 
 
-def _check_permissions(current, changes, deletes, user):
+def _check_permissions(current, changes, deletes, user, romfile_root_only=True):
     """qemu-server: src/PVE/API2/Qemu.pm update_vm_api: check_hostpci_perm on the old and the new value
     of every hostpciN set and on every hostpciN deleted; $check_vm_modify_config_perm: ``args``
     and unknown keys are root only."""
     if user is None or hostpci.is_root(user):
         return
     problems = []
-    for key in sorted(set(changes) | set(deletes), key=hostpci.slot_sort_key):
+    for key in sorted(set(changes) | set(deletes), key=pve_config.slot_sort_key):
         if re.match(r"^hostpci\d+$", key):
             if current.get(key):
-                problems.extend(hostpci.check_permission(current[key], user, key))
+                problems.extend(hostpci.check_permission(current[key], user, key, romfile_root_only))
             if key in changes:
-                problems.extend(hostpci.check_permission(changes[key], user, key))
+                problems.extend(hostpci.check_permission(changes[key], user, key, romfile_root_only))
         elif key in ROOT_ONLY_KEYS:
             problems.append(
                 PassthroughError(
@@ -419,7 +380,7 @@ def _check_hostpci(final, changes, deletes):
 
 def compute(current, desired):
     """({key: value to set}, [keys to delete]) that take ``current`` to ``desired``; no checks."""
-    wanted, absent = _flatten_desired(desired)
+    wanted, absent = flatten_desired(desired)
     changes = {}
     for key, want in wanted.items():
         if key == "machine":
@@ -433,11 +394,11 @@ def compute(current, desired):
             if cur is not None and values_equal(key, cur, want):
                 continue
         changes[key] = _value_for(key, want, current)
-    deletes = sorted({k for k in absent if k in current and k not in changes}, key=hostpci.slot_sort_key)
+    deletes = sorted({k for k in absent if k in current and k not in changes}, key=pve_config.slot_sort_key)
     return changes, deletes
 
 
-def plan(current, desired, running=False, restart=True, user=None, pending=None):
+def plan(current, desired, running=False, restart=True, user=None, pending=None, romfile_root_only=True):
     """The minimal ordered steps taking ``current`` to ``desired`` (see the module docstring).
 
     ``running``: the VM runs now; then a change to a key that is not hot-applied (``needs_restart``)
@@ -446,13 +407,14 @@ def plan(current, desired, running=False, restart=True, user=None, pending=None)
     already wait in the VM's pending section (GET .../pending); with ``restart`` they also cause a
     shutdown/start, since GET .../config shows pending values as if applied. ``user``: the API user;
     when given, Proxmox's permission rules for hostpci and root-only keys are checked before any step
-    is returned. Raises ``PassthroughError`` for plans that would drop a disk, break a start-time
-    hostpci rule or be refused by the API.
+    is returned (``romfile_root_only``: the qemu-server 9.2.6 rule, see ``hostpci.check_permission``).
+    Raises ``PassthroughError`` for plans that would drop a disk, break a start-time hostpci rule or
+    be refused by the API.
     """
     current = dict(current or {})
     changes, deletes = compute(current, desired)
     _refuse_disk_changes(current, changes, deletes)
-    _check_permissions(current, changes, deletes, user)
+    _check_permissions(current, changes, deletes, user, romfile_root_only)
     final = apply_plan(current, _write_steps(changes, deletes, None))
     _check_hostpci(final, changes, deletes)
 

@@ -18,12 +18,17 @@ description:
     address (O(host)) or with a cluster PCI resource mapping (O(mapping), see M(homelab.gpu_passthrough.pve_pci_mapping)).
   - The wanted value is compared with the VM's configuration (pending values included) by meaning, not by text,
     so V(00:02.0) and V(0000:00:02.0,rombar=1) are the same. When nothing differs the module only reads.
-  - Options not given take Proxmox VE's defaults; the entry is written as a whole.
+  - Options not given keep the slot's live values (C(driver=keep), C(romfile), C(x-vga) stay); a new entry gets
+    Proxmox VE's defaults for them. An empty string removes O(mdev) or O(romfile).
   - The value is checked against the VM's machine and VGA before writing (C(pcie=1) needs q35, C(legacy-igd=1)
     needs i440fx with C(vga=none), and so on), because Proxmox VE itself only checks these when the VM starts.
   - Proxmox VE lets only C(root@pam) set, replace or remove a raw C(host) address. An API token is
     C(user@realm!name), never C(root@pam); with a token and a raw address the module fails before it writes anything.
-  - A running VM keeps the change pending until it is restarted; O(apply=restart) shuts it down and starts it again.
+  - A running VM keeps the change pending until it is restarted; O(apply=restart) shuts it down and starts it again,
+    the same way M(homelab.gpu_passthrough.pve_vm_q35) and M(homelab.gpu_passthrough.pve_vm_power) do.
+  - Before anything is written or restarted, the value is proven against the node and the API (device present, mapping
+    valid for the node, mdev type offered, romfile a plain name, the VM not locked, the API user's privileges for the
+    new and the old value); a refused input changes nothing.
 extends_documentation_fragment:
   - homelab.gpu_passthrough.pve_auth
 attributes:
@@ -79,8 +84,14 @@ options:
     type: str
   romfile:
     description:
-      - A ROM file name under C(/usr/share/kvm/) on the node. Only C(root@pam) may set it.
+      - A ROM file name (no path) under C(/usr/share/kvm/) on the node. Only C(root@pam) may set it on Proxmox VE 9.2
+        and later (qemu-server 9.2.6), even with a mapping.
     type: str
+  driver:
+    description:
+      - V(vfio) (the default) binds the device to vfio-pci at VM start; V(keep) (Proxmox VE 9) leaves the host driver bound.
+    type: str
+    choices: [vfio, keep]
   legacy_igd:
     description:
       - Legacy Intel IGD assignment (C(legacy-igd=1)); needs an i440fx machine, C(vga=none) and the iGPU at C(00:02.0).
@@ -101,7 +112,8 @@ options:
     default: none
   shutdown_timeout:
     description:
-      - Seconds a guest gets to shut down with O(apply=restart) before it is stopped.
+      - Seconds a guest gets to shut down with O(apply=restart). Only when they really passed with the guest still
+        running is it stopped hard (with a warning); API errors while waiting are retried.
     type: int
     default: 180
 notes:
@@ -181,7 +193,7 @@ restarted:
 
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import hostpci
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pve_vm
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import (
     AUTH_ARGUMENT_SPEC,
@@ -191,107 +203,31 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import
     session_from_module,
 )
 
-
-def find_vm_node(session, vmid):
-    for res in session.get("/cluster/resources", type="vm") or []:
-        if str(res.get("vmid")) == str(vmid) and res.get("type", "qemu") == "qemu":
-            return res["node"]
-    raise PassthroughError("VM %s was not found in the cluster (/cluster/resources)." % vmid,
-                           fix="check vmid, or that the API user has VM.Audit on /vms/%s." % vmid, link="input")
+ENTRY_KEYS = ("host", "mapping", "pcie", "rombar", "x_vga", "mdev", "romfile", "legacy_igd", "driver", "state")
 
 
-def _is_raw(value):
-    try:
-        return hostpci.parse(value)["host"] is not None
-    except PassthroughError:
-        return False
-
-
-def _restart(module, session, node, vmid):
-    base = "/nodes/%s/qemu/%s/status" % (node, vmid)
-    timeout = module.params["shutdown_timeout"]
-    upid = session.post(base + "/shutdown", timeout=timeout, forceStop=1)
-    session.wait_task(upid, timeout=timeout + 60)
-    upid = session.post(base + "/start")
-    session.wait_task(upid, timeout=600)
-
-
-def run(module, session):
+def run(module):
     p = module.params
-    vmid = p["vmid"]
-    slot = p["slot"]
-    if not 0 <= slot < hostpci.MAX_HOSTPCI_DEVICES:
-        raise PassthroughError("slot %d is out of range." % slot, fix="use a slot from 0 to %d." % (hostpci.MAX_HOSTPCI_DEVICES - 1))
+    slot = pve_vm.hostpci_slot({"slot": p["slot"]}, 0)
     key = "hostpci%d" % slot
-    authid = session.authid
-    present = p["state"] == "present"
-
-    # The permission rule first: a raw address needs root@pam, whatever the VM holds.
-    if present and p["host"] and authid != hostpci.ROOT:
-        raise PassthroughError(
-            "only root can set '%s' config for non-mapped devices: host %s for API user %r%s; nothing was changed."
-            % (key, p["host"], authid, " (an API token, which is never root@pam)" if "!" in authid else ""),
-            fix=hostpci.FIX_NOT_ROOT,
-            link="input",
-            details={"user": authid, "option": key},
-        )
-
-    node = p["node"] or find_vm_node(session, vmid)
-    config_path = "/nodes/%s/qemu/%s/config" % (node, vmid)
-    vm = session.vm_state(node, vmid)
-    config = vm["config"]
-    previous = config.get(key)
-
-    want = None
-    if present:
-        host = hostpci.entry_host(p, previous, node, lambda: session.pci_devices(node)) if p["host"] else None
-        want = hostpci.entry_value(p, host)
-        hostpci.validate(want, machine=config.get("machine"), bios=config.get("bios"), vga=config.get("vga"),
-                         user=authid, slot=slot, raise_errors=True)
-        final = dict(config)
-        final[key] = want
-        for problem in hostpci.validate_config({k: v for k, v in final.items() if k != "digest"}):
-            opts = problem.details.get("options") or [problem.details.get("option")]
-            if key in opts:
-                raise problem
-        changed = previous is None or not hostpci.equivalent(previous, want)
-        value = want if changed else previous
-    else:
-        changed = previous is not None
-        value = None
-
-    # Replacing or removing a raw address is root@pam's too (the API checks the old value).
-    if changed and previous is not None and authid != hostpci.ROOT and _is_raw(previous):
-        raise hostpci.check_permission(previous, authid, key)[0]
-
+    service = pve_vm.VmService(session_from_module(module), warn=module.warn, shutdown_timeout=p["shutdown_timeout"])
+    vm = service.find(p["vmid"], None, p["node"])
+    entry = dict({k: p[k] for k in ENTRY_KEYS}, slot=slot)
+    wanted = pve_vm.desired_hostpci(service.api, [entry], vm["node"], vm["config"])
+    restart = p["apply"] == "restart"
+    steps = service.converge(vm, {"hostpci": wanted}, module.check_mode, restart=restart, all_pending=restart)
+    result = pve_vm.result_of(service, vm, steps, module.check_mode)
+    previous, value = vm["config"].get(key), result["config"].get(key)
+    restarted = any(s["action"] == "shutdown" for s in steps)
     running = vm["status"] == "running"
-    key_pending = key in vm["pending"]
-    any_pending = bool(vm["pending"])
-
-    result = {"changed": changed, "key": key, "value": value, "previous": previous, "node": node, "restarted": False}
+    pending = running and not restarted and (key in vm["pending"] or previous != value)
+    out = {"changed": bool(steps), "key": key, "value": value, "previous": previous, "node": vm["node"], "restarted": restarted,
+           "pending": bool(pending)}
     if module._diff:
-        result["diff"] = {
-            "before": "%s: %s\n" % (key, previous) if previous is not None else "",
-            "after": "%s: %s\n" % (key, value) if value is not None else "",
-            "before_header": "%s/%s" % (config_path, key),
-            "after_header": "%s/%s" % (config_path, key),
-        }
-
-    if changed and not module.check_mode:
-        if present:
-            session.put(config_path, digest=config.get("digest"), **{key: want})
-        else:
-            session.put(config_path, digest=config.get("digest"), delete=key)
-    pending = running and (changed or key_pending)
-
-    if p["apply"] == "restart" and running and (changed or any_pending):
-        result["changed"] = True
-        result["restarted"] = True
-        if not module.check_mode:
-            _restart(module, session, node, vmid)
-        pending = False
-    result["pending"] = bool(pending)
-    return result
+        header = "/nodes/%s/qemu/%s/config/%s" % (vm["node"], vm["vmid"], key)
+        out["diff"] = {"before": "%s: %s\n" % (key, previous) if previous is not None else "",
+                       "after": "%s: %s\n" % (key, value) if value is not None else "", "before_header": header, "after_header": header}
+    return out
 
 
 def main():
@@ -308,6 +244,7 @@ def main():
         mdev=dict(type="str"),
         romfile=dict(type="str"),
         legacy_igd=dict(type="bool"),
+        driver=dict(type="str", choices=["vfio", "keep"]),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         apply=dict(type="str", default="none", choices=["none", "restart"]),
         shutdown_timeout=dict(type="int", default=180),
@@ -321,8 +258,7 @@ def main():
         supports_check_mode=True,
     )
     try:
-        session = session_from_module(module)
-        result = run(module, session)
+        result = run(module)
     except PassthroughError as err:
         module.fail_json(**err.to_result())
     module.exit_json(**result)

@@ -130,9 +130,8 @@ mapping:
       - node=pve1,path=0000:00:02.0,id=8086:3e92,subsystem-id=17aa:3136,iommugroup=1
 """
 
-import re
-
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pci_mapping
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import (
     AUTH_ARGUMENT_SPEC,
@@ -141,187 +140,6 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import
     AUTH_REQUIRED_TOGETHER,
     session_from_module,
 )
-
-ID_RE = re.compile(r"^[a-z][a-z0-9_-]+$", re.IGNORECASE)
-VENDOR_DEVICE_RE = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{4})$")
-ADDRESS_RE = re.compile(r"^(?:[0-9a-f]{4,}:)?[0-9a-f]{2}:[0-9a-f]{2}(?:\.[0-9a-f])?$")
-ENTRY_KEYS = ("node", "path", "id", "subsystem-id", "iommugroup")
-
-
-def _hex(value):
-    return str(value or "").lower().replace("0x", "")
-
-
-def _full(address):
-    address = address.strip().lower()
-    if address.count(":") == 1:
-        address = "0000:" + address
-    return address
-
-
-def parse_entry(text):
-    """``node=..,path=..`` -> dict (pve-guest-common src/PVE/Mapping/PCI.pm ``$map_fmt``)."""
-    out = {}
-    for part in str(text).split(","):
-        if "=" in part:
-            key, _sep, value = part.partition("=")
-            out[key.strip()] = value.strip()
-    return out
-
-
-def _same_entry(a, b):
-    pa, pb = parse_entry(a), parse_entry(b)
-    return all(str(pa.get(k, "")).lower() == str(pb.get(k, "")).lower() for k in ENTRY_KEYS)
-
-
-def build_entry(node, path, devices):
-    """The map entry for ``path`` on ``node`` from the node's ``hardware/pci?verbose=1`` rows; also returns mdev."""
-    by_id = {d["id"]: d for d in devices}
-    match = VENDOR_DEVICE_RE.match(path.strip())
-    if match:
-        vendor, device = match.group(1).lower(), match.group(2).lower()
-        ids = sorted(d["id"] for d in devices if _hex(d.get("vendor")) == vendor and _hex(d.get("device")) == device)
-        if not ids:
-            raise PassthroughError(
-                "No PCI device with ids %s:%s on node %s." % (vendor, device, node),
-                fix="check the ids with 'lspci -nn' on %s, or give the PCI address." % node,
-                link="input",
-            )
-    else:
-        ids = []
-        for part in path.split(";"):
-            address = _full(part)
-            if not ADDRESS_RE.match(address):
-                raise PassthroughError(
-                    "Invalid PCI address %r for node %s." % (part, node),
-                    fix="write it like lspci -D does, e.g. '0000:00:02.0', or give vendor:device ids like '8086:3e92'.",
-                )
-            if "." not in address:
-                address += ".0"
-            if address not in by_id:
-                raise PassthroughError(
-                    "No PCI device %s on node %s (GET /nodes/%s/hardware/pci)." % (address, node, node),
-                    fix="check the address with 'lspci -D' on %s." % node,
-                    link="input",
-                )
-            ids.append(address)
-    first = by_id[ids[0]]
-    for other in ids[1:]:
-        dev = by_id[other]
-        if (_hex(dev.get("vendor")), _hex(dev.get("device"))) != (_hex(first.get("vendor")), _hex(first.get("device"))):
-            raise PassthroughError(
-                "The devices %s on node %s are not all the same model." % (";".join(ids), node),
-                fix="map only devices with the same vendor:device ids in one mapping.",
-            )
-    parts = ["node=%s" % node, "path=%s" % ";".join(ids), "id=%s:%s" % (_hex(first.get("vendor")), _hex(first.get("device")))]
-    if first.get("subsystem_vendor") is not None and first.get("subsystem_device") is not None:
-        parts.append("subsystem-id=%s:%s" % (_hex(first["subsystem_vendor"]), _hex(first["subsystem_device"])))
-    group = first.get("iommugroup", -1)
-    if group is not None and int(group) != -1:
-        parts.append("iommugroup=%d" % int(group))
-    return ",".join(parts), bool(first.get("mdev"))
-
-
-def _render(mapping):
-    if not mapping:
-        return ""
-    lines = ["id: %s" % mapping["id"]]
-    if mapping.get("description"):
-        lines.append("description: %s" % mapping["description"])
-    lines.append("mdev: %d" % (1 if mapping.get("mdev") else 0))
-    lines.extend("map: %s" % entry for entry in mapping.get("map") or [])
-    return "\n".join(lines) + "\n"
-
-
-def _as_bool(value):
-    return str(value).lower() in ("1", "true", "yes", "on")
-
-
-def read_mapping(session, name):
-    """The mapping ``name`` and the file digest, from the list (a missing id is not an error there)."""
-    for row in session.get("/cluster/mapping/pci") or []:
-        if row.get("id") == name:
-            entries = row.get("map") or []
-            if not isinstance(entries, list):
-                entries = [entries]
-            current = {"id": name, "description": row.get("description"), "mdev": _as_bool(row.get("mdev", 0)), "map": list(entries)}
-            return current, row.get("digest")
-    return None, None
-
-
-def run(module, session):
-    p = module.params
-    name = p["name"]
-    if not ID_RE.match(name):
-        raise PassthroughError("Invalid mapping id %r." % name, fix="start with a letter, then letters, digits, '-' or '_'.")
-    current, digest = read_mapping(session, name)
-    result = {"changed": False, "mapping": current}
-
-    if p["state"] == "absent":
-        if current is not None:
-            result["changed"] = True
-            result["mapping"] = None
-            if not module.check_mode:
-                session.delete("/cluster/mapping/pci/%s" % name)
-        if module._diff:
-            result["diff"] = {"before": _render(current), "after": ""}
-        return result
-
-    devices = p["devices"] or []
-    if not devices:
-        raise PassthroughError("devices is empty for mapping %r." % name, fix="list at least one {node, path}.")
-    nodes = [d["node"] for d in devices]
-    doubled = sorted({n for n in nodes if nodes.count(n) > 1})
-    if doubled:
-        raise PassthroughError(
-            "Node(s) %s are listed more than once in devices." % ", ".join(doubled),
-            fix="give one entry per node; join several addresses of one node with ';' in its path.",
-        )
-
-    entries = []
-    hw_mdev = False
-    for dev in devices:
-        rows = session.get("/nodes/%s/hardware/pci" % dev["node"], verbose=1, **{"pci-class-blacklist": ""}) or []
-        entry, mdev = build_entry(dev["node"], dev["path"], rows)
-        hw_mdev = hw_mdev or mdev
-        # keep an equal existing entry as written (with its description, if any)
-        old = next((e for e in (current or {}).get("map", []) if parse_entry(e).get("node") == dev["node"]), None)
-        entries.append(old if old is not None and _same_entry(old, entry) else entry)
-
-    mdev = hw_mdev if p["mdev"] is None else p["mdev"]
-    if p["mdev"] is not None and p["mdev"] != hw_mdev:
-        module.warn(
-            "mdev is %s but the hardware %s mediated device types; Proxmox VE refuses to start a VM with this mapping "
-            "until they agree." % (p["mdev"], "offers" if hw_mdev else "does not offer")
-        )
-    description = p["description"]
-    if description is None:
-        description = (current or {}).get("description")
-    wanted = {"id": name, "description": description or None, "mdev": bool(mdev), "map": entries}
-
-    if current is None:
-        result["changed"] = True
-        if not module.check_mode:
-            params = {"id": name, "map": entries, "mdev": 1 if mdev else 0}
-            if description:
-                params["description"] = description
-            session.post("/cluster/mapping/pci", **params)
-    else:
-        same_map = sorted(current["map"]) == sorted(entries)
-        same = same_map and bool(current["mdev"]) == bool(mdev) and (current.get("description") or None) == wanted["description"]
-        if not same:
-            result["changed"] = True
-            if not module.check_mode:
-                params = {"map": entries, "mdev": 1 if mdev else 0, "digest": digest}
-                if wanted["description"]:
-                    params["description"] = wanted["description"]
-                elif current.get("description"):
-                    params["delete"] = "description"
-                session.put("/cluster/mapping/pci/%s" % name, **params)
-    result["mapping"] = wanted
-    if module._diff:
-        result["diff"] = {"before": _render(current), "after": _render(wanted)}
-    return result
 
 
 def main():
@@ -347,7 +165,7 @@ def main():
     )
     try:
         session = session_from_module(module)
-        result = run(module, session)
+        result = pci_mapping.converge(session, module.params, module.check_mode, module._diff, module.warn)
     except PassthroughError as err:
         module.fail_json(**err.to_result())
     module.exit_json(**result)

@@ -92,6 +92,8 @@ ROUTES = [
     ("GET", "/nodes/{node}/tasks/{upid}/status", "task_status"),
     ("GET", "/nodes/{node}/tasks/{upid}/log", "task_log"),
     ("GET", "/nodes/{node}/hardware/pci", "hardware_pci"),
+    ("GET", "/nodes/{node}/hardware/pci/{pciid}/mdev", "hardware_pci_mdev"),
+    ("GET", "/nodes/{node}/capabilities/qemu/machines", "qemu_machines"),
     ("GET", "/cluster/mapping/pci", "mapping_list"),
     ("POST", "/cluster/mapping/pci", "mapping_create"),
     ("GET", "/cluster/mapping/pci/{id}", "mapping_get"),
@@ -638,7 +640,7 @@ class Api:  # pylint: disable=too-many-public-methods
         rules.check_vm_modify_config_perm(ctx.perms, ctx.user, vmid, list(params))
         for key in sorted(params):
             if key.startswith("hostpci"):
-                rules.check_hostpci_perm(ctx.perms, ctx.user, vmid, key, params[key])
+                rules.check_hostpci_perm(ctx.perms, ctx.user, vmid, key, params[key], self.data["version"].get("release"))
         self.add_random_macs(params)
         existing = self.data["vms"].get(str(vmid))
         if existing is not None:
@@ -887,7 +889,7 @@ class Api:  # pylint: disable=too-many-public-methods
                         self.check_drive_perms(ctx, vmid, value)
                         rules.add_to_pending_delete(pending, opt, force)
                     elif opt.startswith("hostpci"):
-                        rules.check_hostpci_perm(ctx.perms, ctx.user, vmid, opt, value)
+                        rules.check_hostpci_perm(ctx.perms, ctx.user, vmid, opt, value, self.data["version"].get("release"))
                         rules.add_to_pending_delete(pending, opt, force)
                     elif opt == "tags":
                         conf.pop(opt, None)
@@ -910,8 +912,8 @@ class Api:  # pylint: disable=too-many-public-methods
                         pending[opt] = values[opt]
                     elif opt.startswith("hostpci"):
                         if conf.get(opt):
-                            rules.check_hostpci_perm(ctx.perms, ctx.user, vmid, opt, conf[opt])
-                        rules.check_hostpci_perm(ctx.perms, ctx.user, vmid, opt, value)
+                            rules.check_hostpci_perm(ctx.perms, ctx.user, vmid, opt, conf[opt], self.data["version"].get("release"))
+                        rules.check_hostpci_perm(ctx.perms, ctx.user, vmid, opt, value, self.data["version"].get("release"))
                         pending[opt] = value
                     elif opt == "machine":
                         rules.assert_valid_machine_property(value)
@@ -1198,6 +1200,7 @@ class Api:  # pylint: disable=too-many-public-methods
         if vm["pending"]:
             self.apply_pending(vm, task)
         node_info = self.data["nodes"][node]
+        rules.check_machine_version(conf.get("machine"), node_info.get("qemu_version", rules.DEFAULT_QEMU_VERSION))
         devices = rules.resolve_hostpci_devices(vmid, conf, node_info.get("pci", []), self.data["mappings"]["pci"], node)
         reservations = {}
         for other_id, other in self.data["vms"].items():
@@ -1669,3 +1672,30 @@ class Api:  # pylint: disable=too-many-public-methods
         ctx.check("/mapping/pci", ["Mapping.Modify"])
         self.data["mappings"]["pci"].pop(path["id"], None)
         return None
+
+    # ----------------------------------------------------------------------------------------------
+    # node capabilities and mediated devices
+    # ----------------------------------------------------------------------------------------------
+
+    def qemu_machines(self, ctx, path):
+        """GET /nodes/{node}/capabilities/qemu/machines: the machine types the node's QEMU offers (`qemu_version` of the
+        node, default 9.2.0), see `rules.qemu_machine_list`. Needs Sys.Audit on /nodes/{node}.
+
+        Follows qemu-server `src/PVE/API2/Qemu/Machine.pm` (`types`).
+        """
+        info = self.node_state(path["node"])
+        ctx.check("/nodes/%s" % path["node"], ["Sys.Audit"])
+        return rules.qemu_machine_list(info.get("qemu_version", rules.DEFAULT_QEMU_VERSION))
+
+    def hardware_pci_mdev(self, ctx, path):
+        """GET /nodes/{node}/hardware/pci/{pci-id-or-mapping}/mdev: the mdev types of a device (`mdev_types` of its
+        row, or the i915 GVT-g types for a device with `mdev: 1`); a mapping id is resolved to this node's path.
+
+        Follows pve-manager `PVE/API2/Hardware/PCI.pm` (`mdevscan`) and pve-common `src/PVE/SysFSTools.pm`
+        (`get_mdev_types`).
+        """
+        node = path["node"]
+        info = self.node_state(node)
+        ctx.check("/", ["Sys.Audit", "Sys.Modify"], any_of=True)
+        return rules.mdev_types(path["pciid"], info.get("pci", []), self.data["mappings"]["pci"], node)
+

@@ -525,9 +525,10 @@ def check_vm_modify_config_perm(perms, authuser, vmid, keys):
             perms.check(authuser, "/", ["Sys.Modify"])
 
 
-def check_hostpci_perm(perms, authuser, vmid, opt, value):
+def check_hostpci_perm(perms, authuser, vmid, opt, value, release=None):
     """Only `root@pam` may set raw `host=` devices; a `mapping=` needs Mapping.Use on /mapping/pci/<id> and
-    VM.Config.HWType on the VM; `romfile` is root@pam-only even with a mapping.
+    VM.Config.HWType on the VM; `romfile` is root@pam-only even with a mapping since qemu-server 9.2.6 (PVE 9.2,
+    `romfile_root_only`); with an older `release` a mapping user may set it.
 
     Follows qemu-server `src/PVE/API2/Qemu.pm` (`check_hostpci_perm`, used by `check_vm_create_hostpci_perm` on
     create and by `$update_vm_api` for the old and the new value on update and for the value on delete). Error
@@ -547,8 +548,15 @@ def check_hostpci_perm(perms, authuser, vmid, opt, value):
         perms.check(authuser, "/vms/%s" % vmid, ["VM.Config.HWType"])
     else:
         raise die("either 'host' or 'mapping' must be set.")
-    if device.get("romfile") is not None:
+    if device.get("romfile") is not None and romfile_root_only(release):
         raise param_exc({opt: "only root@pam can set 'romfile' option"})
+
+
+def romfile_root_only(release):
+    """qemu-server 9.2.6 (commit 79782166, shipped with PVE 9.2) made `romfile` root@pam-only in `check_hostpci_perm`
+    (qemu-server `src/PVE/API2/Qemu.pm`); None (unknown) means the current rule."""
+    match = re.match(r"^(\d+)\.(\d+)", str(release or ""))
+    return not match or (int(match.group(1)), int(match.group(2))) >= (9, 2)
 
 
 def check_mapping_access(perms, authuser, conf):
@@ -1183,3 +1191,71 @@ def volume_owner(volname):
     """
     found = re.findall(r"(?:^|/)(?:vm|base|subvol)-(\d+)-", volname)
     return int(found[-1]) if found else None
+
+
+# ----------------------------------------------------------------------------------------------
+# QEMU machine versions and mediated device types
+# ----------------------------------------------------------------------------------------------
+
+DEFAULT_QEMU_VERSION = "9.2.0"
+# i915 GVT-g types of a Coffee Lake iGPU (pve-common SysFSTools.pm get_mdev_types reads mdev_supported_types/*)
+GVTG_TYPES = (("i915-GVTg_V5_4", 1, "low_gm_size: 128MB"), ("i915-GVTg_V5_8", 2, "low_gm_size: 64MB"))
+
+
+def qemu_machine_list(qemu_version):
+    """Rows `{id, type, version}` for i440fx and q35 from 5.0 up to the node's QEMU major.minor, the newest also as
+    `+pve1` (qemu-server `src/PVE/API2/Qemu/Machine.pm` lists the machines `qemu-system-x86_64 -machine help` prints,
+    with the PVE revisions of `PVE::QemuServer::Machine`)."""
+    major, minor = [int(x) for x in str(qemu_version).split(".")[:2]]
+    rows = []
+    for ver_major in range(5, major + 1):
+        for ver_minor in range(0, 3):
+            if (ver_major, ver_minor) > (major, minor):
+                break
+            version = "%d.%d" % (ver_major, ver_minor)
+            rows.append({"id": "pc-i440fx-%s" % version, "type": "i440fx", "version": version})
+            rows.append({"id": "pc-q35-%s" % version, "type": "q35", "version": version})
+    newest = "%d.%d" % (major, minor)
+    rows.append({"id": "pc-i440fx-%s+pve1" % newest, "type": "i440fx", "version": newest})
+    rows.append({"id": "pc-q35-%s+pve1" % newest, "type": "q35", "version": newest})
+    return rows
+
+
+def check_machine_version(machine, qemu_version):
+    """A pinned machine newer than the node's QEMU does not start: "Installed QEMU version '<v>' is too old to run machine
+    type '<type>', please upgrade node '<node>'" (qemu-server `src/PVE/QemuServer.pm` `config_to_command`)."""
+    mtype = parse_machine(machine).get("type", "") if machine else ""
+    found = re.search(r"-(\d+)\.(\d+)", mtype or "")
+    if not found:
+        return
+    major, minor = [int(x) for x in str(qemu_version).split(".")[:2]]
+    if (int(found.group(1)), int(found.group(2))) > (major, minor):
+        raise die("Installed QEMU version '%s' is too old to run machine type '%s', please upgrade node" % (qemu_version, mtype))
+
+
+def mdev_types(pci_id, devices, mappings, node):
+    """The mdev type rows of a device or of a mapping's entry for `node`; [] for a device without mdev support;
+    "no such device" for an unknown id (pve-manager `PVE/API2/Hardware/PCI.pm` `mdevscan`)."""
+    if pci_id in mappings:
+        for text in mappings[pci_id].get("map", []):
+            try:
+                entry = parse_mapping_entry(text)
+            except FormatError:
+                continue
+            if entry["node"] == node:
+                pci_id = entry["path"].split(";")[0]
+                break
+        else:
+            raise die("mapping '%s' has no entry for node '%s'" % (pci_id, node))
+    full = pci_id if pci_id.count(":") == 2 else "0000:" + pci_id
+    if "." not in full:
+        full += ".0"
+    row = next((d for d in devices if d["id"] == full), None)
+    if row is None:
+        raise die("no such device '%s'" % pci_id)
+    if row.get("mdev_types") is not None:
+        return [dict(t) for t in row["mdev_types"]]
+    if not row.get("mdev"):
+        return []
+    return [{"type": name, "available": count, "description": text, "name": name} for name, count, text in GVTG_TYPES]
+

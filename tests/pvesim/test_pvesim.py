@@ -173,9 +173,13 @@ def test_mapped_hostpci_needs_mapping_use(sim):
     vm_token = token.nodes("pve1").qemu(120)
     vm_token.config.put(hostpci0="mapping=igpu,pcie=1")
     assert vm_token.config.get()["hostpci0"] == "mapping=igpu,pcie=1"
+    # romfile is root@pam-only from PVE 9.2 (qemu-server 9.2.6) on
+    sim.update(lambda data: data["version"].update(release="9.2", version="9.2.1"))
     with pytest.raises(ResourceException) as err:
         vm_token.config.put(hostpci0="mapping=igpu,romfile=vbios.bin")
     assert err.value.status_code == 400 and err.value.errors == {"hostpci0": "only root@pam can set 'romfile' option"}
+    sim.update(lambda data: data["version"].update(release="9.1", version="9.1.4"))
+    vm_token.config.put(hostpci0="mapping=igpu,romfile=vbios.bin")
     vm_token.config.put(delete="hostpci0")
 
     sim.update(lambda data: data["access"].__setitem__("acl", [e for e in data["access"]["acl"] if e["path"] != "/mapping/pci"]))

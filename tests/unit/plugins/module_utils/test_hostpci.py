@@ -556,3 +556,27 @@ def test_entry_host_reads_the_device_list_only_for_a_new_value_or_ids():
     assert len(reads) == 3
     with pytest.raises(PassthroughError):
         hostpci.entry_host({"host": "0000:05:00.0"}, held, "pve1", listed)
+
+
+def test_entry_value_keeps_the_live_options_the_entry_does_not_give():
+    live = "0000:00:02.0,pcie=1,driver=keep,romfile=vbios.rom,x-vga=1"
+    assert hostpci.entry_value({"host": "0000:00:02.0", "rombar": False}, previous=live) == \
+        "0000:00:02.0,pcie=1,driver=keep,romfile=vbios.rom,x-vga=1,rombar=0"
+    # an empty string removes an option; a given option replaces the live one
+    assert hostpci.entry_value({"host": "0000:00:02.0", "romfile": "", "driver": "vfio"}, previous=live) == \
+        "0000:00:02.0,pcie=1,driver=vfio,x-vga=1"
+    # a mapping replaces the raw address, the options stay
+    assert hostpci.entry_value({"mapping": "igpu"}, previous="0000:00:02.0,pcie=1") == "mapping=igpu,pcie=1"
+    # without a live value: only what is given (Proxmox VE's defaults for the rest)
+    assert hostpci.entry_value({"host": "0000:00:02.0", "pcie": True}) == "0000:00:02.0,pcie=1"
+
+
+def test_entry_host_keeps_a_live_entry_with_options_not_given():
+    live = "0000:00:02.0,pcie=1,driver=keep"
+    assert hostpci.entry_host({"host": "00:02.0"}, live, "pve1", lambda: pytest.fail("no device read needed")) == "00:02.0"
+
+
+def test_romfile_permission_follows_the_release_rule():
+    assert hostpci.check_permission("mapping=igpu,romfile=vbios.rom", "automation@pve!ansible", "hostpci0")
+    assert hostpci.check_permission("mapping=igpu,romfile=vbios.rom", "automation@pve!ansible", "hostpci0", romfile_root_only=False) == []
+    assert hostpci.check_permission("0000:00:02.0,romfile=vbios.rom", "root@pam", "hostpci0") == []

@@ -168,12 +168,17 @@ def test_versionless_machine_accepts_pinned_version_but_versioned_does_not():
     steps = vm_plan.plan(current, {"machine": "pc-q35-9.2+pve1"})
     assert steps[0]["config"] == {"machine": "pc-q35-9.2+pve1"}
     steps = vm_plan.plan(current, {"machine": "q35,viommu=intel"})
-    assert steps[0]["config"] == {"machine": "q35,viommu=intel"}
+    assert steps[0]["config"] == {"machine": "pc-q35-8.1,viommu=intel"}  # the pinned version is kept
 
 
-def test_efidisk_replaced_when_efitype_differs_old_volume_kept_as_unused():
+def test_existing_efidisk_of_another_type_is_kept_without_replace():
     current = dict(K3S_AGENT, machine="q35", bios="ovmf", efidisk0="local-lvm:vm-120-disk-1,size=528K")
-    steps, after = converge(current, CONVERT)
+    assert vm_plan.plan(current, CONVERT) == []
+
+
+def test_efidisk_replaced_only_with_replace_old_volume_kept_as_unused():
+    current = dict(K3S_AGENT, machine="q35", bios="ovmf", efidisk0="local-lvm:vm-120-disk-1,size=528K")
+    steps, after = converge(current, dict(CONVERT, efidisk0=dict(CONVERT["efidisk0"], replace=True)))
     assert steps[0]["config"] == {"efidisk0": "local-lvm:1,efitype=4m,pre-enrolled-keys=0"}
     assert after["efidisk0"] == "local-lvm:vm-120-disk-2,efitype=4m,pre-enrolled-keys=0"
     assert after["unused0"] == "local-lvm:vm-120-disk-1"
@@ -277,7 +282,9 @@ def test_fixture_config_already_matching_plans_nothing():
         "memory": 8192,
     }
     assert vm_plan.plan(current, desired, running=True) == []
-    assert vm_plan.plan(current, dict(desired, efidisk0={"storage": "local-lvm", "pre_enrolled_keys": False}))[0]["config"] == {
+    assert vm_plan.plan(current, dict(desired, efidisk0={"storage": "local-lvm", "pre_enrolled_keys": False})) == []
+    replace = {"storage": "local-lvm", "pre_enrolled_keys": False, "replace": True}
+    assert vm_plan.plan(current, dict(desired, efidisk0=replace))[0]["config"] == {
         "efidisk0": "local-lvm:1,efitype=4m,pre-enrolled-keys=0"
     }
 
