@@ -20,7 +20,8 @@ def main(argv=None):
     parser.add_argument("--task-duration", type=float, help="simulated task run time in seconds")
     parser.add_argument("--admin-token", help="secret part of the admin side-channel path (default: random)")
     parser.add_argument("--pve-version", choices=("9.1", "8.2"),
-                        help="Proxmox VE release to follow: API schema and GET /version (default: the state's, else 9.1)")
+                        help="Proxmox VE release to follow: API schema and GET /version "
+                             "(default: PVESIM_PVE_VERSION, else the state's setting, 9.1 in a new state)")
     args = parser.parse_args(argv)
 
     sim = Simulator(state_path=args.state, port=args.port, cert_dir=args.cert_dir, task_duration=args.task_duration,
