@@ -19,13 +19,16 @@ def main(argv=None):
     parser.add_argument("--cert-dir", help="where the self-signed certificate goes (default: next to the state file)")
     parser.add_argument("--task-duration", type=float, help="simulated task run time in seconds")
     parser.add_argument("--admin-token", help="secret part of the admin side-channel path (default: random)")
+    parser.add_argument("--pve-version", choices=("9.1", "8.2"),
+                        help="Proxmox VE release to follow: API schema and GET /version "
+                             "(default: PVESIM_PVE_VERSION, else the state's setting, 9.1 in a new state)")
     args = parser.parse_args(argv)
 
     sim = Simulator(state_path=args.state, port=args.port, cert_dir=args.cert_dir, task_duration=args.task_duration,
-                    admin_token=args.admin_token)
+                    admin_token=args.admin_token, pve_version=args.pve_version)
     sim.start()
     info = {"port": sim.port, "base_url": sim.base_url, "api_url": sim.api_url, "ca_path": sim.ca_path,
-            "admin_prefix": sim.admin_prefix, "pid": os.getpid()}
+            "admin_prefix": sim.admin_prefix, "pid": os.getpid(), "pve_version": sim.pve_version}
     if args.ready_file:
         tmp = args.ready_file + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:

@@ -343,7 +343,8 @@ class Api:  # pylint: disable=too-many-public-methods
                     size = 540672 if drive.get("efitype") == "4m" else 131072
                     if scfg.get("type") not in ("dir", "nfs", "cifs", "btrfs"):
                         size = 4 << 20
-                    if rules.parse_boolean(drive.get("pre-enrolled-keys", 0)) and "ms-cert" not in drive:
+                    if (rules.parse_boolean(drive.get("pre-enrolled-keys", 0)) and "ms-cert" not in drive
+                            and self.data["settings"].get("pve_version") != "8.2"):  # ms-cert: qemu-server 9.x
                         drive["ms-cert"] = "2023k"
                 elif key == "tpmstate0":
                     size = 4 << 20

@@ -72,6 +72,21 @@ class SimHandle:
         """Remove every injected fault."""
         self.sim.clear_faults()
 
+    # release and API schema
+    @property
+    def pve_version(self):
+        """The simulated release ("9.1" or "8.2")."""
+        return self.sim.pve_version
+
+    def set_pve_version(self, version):
+        """Follow another release: its API schema and its GET /version answer."""
+        return self.sim.set_pve_version(version)
+
+    def schema_violations(self, clear=False):
+        """The requests the API schema refused so far: [{"method", "path", "status", "message", "errors"}];
+        `clear` forgets them (a test that sends invalid requests on purpose)."""
+        return self.sim.schema_violations(clear=clear)
+
     def set_task_duration(self, seconds, task_type=None):
         """Simulated task run time, for all tasks or one type (e.g. `qmstart`)."""
         def change(data):
@@ -83,14 +98,28 @@ class SimHandle:
 
 
 @contextlib.contextmanager
-def running_simulator(directory, state=None, task_duration=0.02, nodes=("pve1", "pve2", "pve3"), cert_dir=None):
-    """Start a simulator with its state file (and certificate, unless `cert_dir`) in `directory`; yields a `SimHandle`."""
+def running_simulator(directory, state=None, task_duration=0.02, nodes=("pve1", "pve2", "pve3"), cert_dir=None, pve_version=None,
+                      allow_schema_violations=False):
+    """Start a simulator with its state file (and certificate, unless `cert_dir`) in `directory`; yields a `SimHandle`.
+
+    `pve_version` ("9.1" default, "8.2") picks the API schema every request is checked against and GET /version.
+    On leaving, a request the schema refused fails the test unless `allow_schema_violations` (or the test
+    cleared them with `schema_violations(clear=True)`): what the simulator accepts, Proxmox VE accepts.
+    """
     os.makedirs(str(directory), exist_ok=True)
     state_path = os.path.join(str(directory), "pvesim-state.json")
     initial = state if state is not None else default_state(nodes=nodes)
-    sim = Simulator(state_path=state_path, initial_state=initial, port=0, cert_dir=str(cert_dir or directory), task_duration=task_duration)
+    sim = Simulator(state_path=state_path, initial_state=initial, port=0, cert_dir=str(cert_dir or directory), task_duration=task_duration,
+                    pve_version=pve_version)
     sim.start()
+    body_failed = True
     try:
         yield SimHandle(sim)
+        body_failed = False
     finally:
         sim.stop()
+    violations = sim.schema_violations()
+    if violations and not body_failed and not allow_schema_violations:
+        raise AssertionError("the Proxmox VE %s API schema refused %d request(s) to the simulator:\n%s" % (
+            sim.pve_version, len(violations),
+            "\n".join("%s %s -> %s %s" % (v["method"], v["path"], v["status"], v["errors"] or v["message"]) for v in violations)))

@@ -15,7 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import rules
+from . import rules, schema
 from .api import Api, Ctx, match_route
 from .rules import ApiError
 from .state import State
@@ -24,6 +24,7 @@ from .tls import ensure_certificate
 
 API_PREFIX = "/api2/json"
 TICKET_LIFETIME = 7200
+SCHEMA_LOG_LIMIT = 200
 # handlers that take the VM lock themselves before the state lock (lock order: VM lock, then state lock)
 NO_STATE_LOCK = {"qemu_config_put", "qemu_config_post"}
 
@@ -69,6 +70,7 @@ class Counters:
     def __init__(self):
         self.lock = threading.Lock()
         self.by_endpoint = {}
+        self.schema_violations = 0
 
     def count(self, method, endpoint):
         """Count one request."""
@@ -77,19 +79,28 @@ class Counters:
             entry = self.by_endpoint.setdefault(endpoint, {"reads": 0, "writes": 0})
             entry[kind] += 1
 
+    def count_violation(self):
+        """Count one request the API schema refused."""
+        with self.lock:
+            self.schema_violations += 1
+
     def snapshot(self):
-        """{"endpoints": {"METHOD /template": {"reads", "writes"}}, "reads", "writes", "writes_without_auth"}."""
+        """{"endpoints": {"METHOD /template": {"reads", "writes"}}, "reads", "writes", "writes_without_auth",
+        "schema_violations"}."""
         with self.lock:
             endpoints = {k: dict(v) for k, v in self.by_endpoint.items()}
+            violations = self.schema_violations
         reads = sum(v["reads"] for v in endpoints.values())
         writes = sum(v["writes"] for v in endpoints.values())
         auth = endpoints.get("POST /access/ticket", {}).get("writes", 0)
-        return {"endpoints": endpoints, "reads": reads, "writes": writes, "writes_without_auth": writes - auth}
+        return {"endpoints": endpoints, "reads": reads, "writes": writes, "writes_without_auth": writes - auth,
+                "schema_violations": violations}
 
     def reset(self):
         """Start counting from zero."""
         with self.lock:
             self.by_endpoint = {}
+            self.schema_violations = 0
 
 
 def _sign(secret, text):
@@ -99,12 +110,18 @@ def _sign(secret, text):
 class Simulator:  # pylint: disable=too-many-instance-attributes
     """The simulator: state, tasks, API and the HTTPS server on 127.0.0.1."""
 
-    def __init__(self, state_path=None, initial_state=None, port=0, cert_dir=None, task_duration=None, admin_token=None):
+    def __init__(self, state_path=None, initial_state=None, port=0, cert_dir=None, task_duration=None, admin_token=None,
+                 pve_version=None):
         self.state_path = state_path
         self.state = State(state_path, initial_state)
         if task_duration is not None:
             self.state.data["settings"]["task_duration"] = task_duration
             self.state.save()
+        pve_version = pve_version or os.environ.get("PVESIM_PVE_VERSION")
+        if pve_version:
+            self.set_pve_version(pve_version)
+        self.schema_log = []  # the requests the API schema refused, cumulative (counters are reset by tests)
+        self.schema_log_lock = threading.Lock()
         self.tasks = TaskManager(self.state)
         self.api = Api(self.state, self.tasks)
         self.counters = Counters()
@@ -180,6 +197,43 @@ class Simulator:  # pylint: disable=too-many-instance-attributes
                     return True
             time.sleep(0.01)
         return False
+
+    # ---------------------------------------------------------------- API schema and version
+    @property
+    def pve_version(self):
+        """The simulated release, "9.1" or "8.2": the schema requests are checked against and GET /version."""
+        return schema.normalize_version(self.data["settings"].get("pve_version"))
+
+    def set_pve_version(self, version):
+        """Follow another release: its schema and its GET /version answer."""
+        version = schema.normalize_version(version)
+        schema.load(version)
+
+        def change(data):
+            data["settings"]["pve_version"] = version
+            data["version"] = dict(schema.RELEASES[version])
+        self.update(change)
+        return version
+
+    def check_schema(self, method, rel, params):
+        """The `ApiError` PVE answers when its API schema refuses `method rel` with `params` (logged and
+        counted), else None."""
+        error = schema.load(self.pve_version).check_request(method, rel, params)
+        if error is not None:
+            self.counters.count_violation()
+            with self.schema_log_lock:
+                if len(self.schema_log) < SCHEMA_LOG_LIMIT:
+                    self.schema_log.append({"method": method, "path": rel, "status": error.status,
+                                            "message": error.message.rstrip("\n"), "errors": error.errors or {}})
+        return error
+
+    def schema_violations(self, clear=False):
+        """The requests the API schema refused so far (method, path, status, message, errors)."""
+        with self.schema_log_lock:
+            log = list(self.schema_log)
+            if clear:
+                self.schema_log = []
+        return log
 
     # ---------------------------------------------------------------- faults and counters
     def add_fault(self, kind, method="*", path=".*", times=1, skip=0, status=500, message=None, delay=0.0):
@@ -407,6 +461,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.end_headers()
 
+    def refused_by_schema(self, method, rel, params):
+        """Answer as PVE does when its API schema refuses the request (before any handler runs)."""
+        error = self.sim.check_schema(method, rel, params)
+        if error is None:
+            return False
+        self.send_error_response(error)
+        return True
+
     def drop(self):
         """Close the connection without any response."""
         self.close_connection = True
@@ -452,10 +514,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error_response(rules.param_exc({"body": "unable to parse request body"}))
             return
         if rel == "/access/ticket" and method == "POST":
-            self.create_ticket(params)
+            if not self.refused_by_schema(method, rel, params):
+                self.create_ticket(params)
             return
         identity, token = self.authenticate(method)
-        if identity is None:
+        if identity is None or self.refused_by_schema(method, rel, params):
             return
         if route is None or route[1] is None:
             self.send_error_response(ApiError(501, "Method '%s %s' not implemented" % (method, rel)))
@@ -548,7 +611,8 @@ class _Handler(BaseHTTPRequestHandler):
     # ---------------------------------------------------------------- admin side-channel
     def admin(self, method, sub, body):  # pylint: disable=too-many-branches
         """`/_pvesim/<token>/…`: state (GET, PUT), faults (GET, POST, DELETE), counters (GET, DELETE),
-        settings (POST), latency (POST {"seconds"}), wait (POST)."""
+        settings (POST; `pve_version` switches the release), latency (POST {"seconds"}), wait (POST),
+        schema (GET: release and refused requests, DELETE: forget them)."""
         sim = self.sim
         try:
             payload = json.loads(body.decode("utf-8")) if body else {}
@@ -575,7 +639,18 @@ class _Handler(BaseHTTPRequestHandler):
             sim.counters.reset()
             result = None
         elif sub == "/settings" and method == "POST":
+            if "pve_version" in payload:
+                try:
+                    sim.set_pve_version(payload.pop("pve_version"))
+                except ValueError as exc:
+                    self.send_json(400, {"error": str(exc)}, reason="Bad Request")
+                    return
             result = sim.update(lambda data: (data["settings"].update(payload), dict(data["settings"]))[1])
+        elif sub == "/schema" and method == "GET":
+            result = {"pve_version": sim.pve_version, "violations": sim.schema_violations()}
+        elif sub == "/schema" and method == "DELETE":
+            sim.schema_violations(clear=True)
+            result = None
         elif sub == "/latency" and method == "POST":
             sim.set_latency(payload.get("seconds", 0))
             result = None

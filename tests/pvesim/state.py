@@ -8,6 +8,8 @@ import tempfile
 import threading
 import time
 
+from .schema import DEFAULT_PVE_VERSION, RELEASES
+
 STATE_VERSION = 1
 
 M920Q_PCI = [
@@ -39,7 +41,7 @@ def default_state(nodes=("pve1", "pve2", "pve3")):
                           "pci": copy.deepcopy(M920Q_PCI)}
     return {
         "state_version": STATE_VERSION,
-        "version": {"version": "9.0.10", "release": "9.0", "repoid": "deb1ca707ec72a89"},
+        "version": dict(RELEASES[DEFAULT_PVE_VERSION]),
         "cluster_name": "homelab",
         "nodes": node_map,
         "storages": {
@@ -70,6 +72,7 @@ def default_state(nodes=("pve1", "pve2", "pve3")):
             "mac_prefix": "BC:24:11",
             "lock_timeout": 10.0,
             "auth_failure_delay": 0.0,
+            "pve_version": DEFAULT_PVE_VERSION,
         },
     }
 
@@ -92,6 +95,9 @@ class State:
         base = default_state(nodes=())
         for key, value in base.items():
             self.data.setdefault(key, copy.deepcopy(value))
+        if "pve_version" not in self.data["settings"]:  # a state from before version selection: its major release
+            major = str(self.data["version"].get("version", "")).split(".")[0]
+            self.data["settings"]["pve_version"] = "8.2" if major == "8" else DEFAULT_PVE_VERSION
         for key, value in base["settings"].items():
             self.data["settings"].setdefault(key, value)
         self.data["mappings"].setdefault("pci", {})
