@@ -145,6 +145,9 @@ def test_labels_from_detection_check_mode_then_once(tmp_path, k8s):
     assert report["gpu"]["pci_address"] == "0000:01:00.0" and report["gpu"]["card"] == "card1"
     assert report["codecs"]["present"] == ["h264_decode", "h264_encode", "hevc_decode", "hevc_encode"]
     assert "offers what Intel Coffee Lake (Gen 9.5) has" in report["message"], report["message"]
+    # the GID a pod's supplementalGroups needs, read on the guest for the group owning the render node
+    render_node = os.path.join(host_vars["gpu_worker_dri_dir"], "renderD128")
+    assert report["render_group"]["gid"] == os.stat(render_node).st_gid, report["render_group"]
     assert "gpu=intel-uhd-630" in output and "gpu.homelab.io/hevc-encode=true" in output, output
 
     # again: nothing to send
