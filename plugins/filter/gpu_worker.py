@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from ansible.errors import AnsibleFilterError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import (
     diagnose,
-    gpu_from_sysfs,
     node_labels,
 )
 
@@ -25,7 +24,19 @@ def _mapping(value, name, what):
     return dict(value)
 
 
-def gpu_worker_diagnosis(facts, required=None, driver_name="iHD"):
+def _bool_or_none(value, name, what):
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "yes", "1"):
+        return True
+    if str(value).lower() in ("false", "no", "0"):
+        return False
+    raise AnsibleFilterError("%s: %s must be true, false or null, got %r" % (name, what, value))
+
+
+def gpu_worker_diagnosis(facts, required=None, driver_name="iHD", non_free=False, huc=None):
     facts = _mapping(facts, "gpu_worker_diagnosis", "the input (ansible_facts.vainfo)")
     if isinstance(required, str):
         required = [required]
@@ -33,18 +44,21 @@ def gpu_worker_diagnosis(facts, required=None, driver_name="iHD"):
         if not isinstance(required, Sequence) or isinstance(required, bytes):
             raise AnsibleFilterError("gpu_worker_diagnosis: required must be a list of codec names, got %s" % type(required).__name__)
         required = [str(name) for name in required]
-    return diagnose(facts, required=required, driver_name=driver_name or None)
+    return diagnose(facts, required=required, driver_name=driver_name or None,
+                    non_free=bool(_bool_or_none(non_free, "gpu_worker_diagnosis", "non_free")),
+                    huc=_bool_or_none(huc, "gpu_worker_diagnosis", "huc"))
 
 
-def gpu_worker_labels(sysfs, names=None, override=None, key="gpu", cpu_tier=None, extra=None, verified=True, current=None):
-    if sysfs is None:
-        sysfs = ""
-    if not isinstance(sysfs, str):
-        raise AnsibleFilterError("gpu_worker_labels expects the text read from sysfs, got %s" % type(sysfs).__name__)
-    gpu = gpu_from_sysfs(sysfs)
+def gpu_worker_labels(gpu, names=None, override=None, key="gpu", cpu_tier=None, extra=None, verified=True, current=None,
+                      offered=None, capabilities=None, nfd=False, streams=None, managed=None):
+    if gpu is not None and not isinstance(gpu, Mapping):
+        raise AnsibleFilterError("gpu_worker_labels expects the GPU of ansible_facts.vainfo.gpu (a dict or null), got %s"
+                                 % type(gpu).__name__)
+    if isinstance(managed, str):
+        managed = [k for k in managed.split(",") if k]
     try:
         result = node_labels(
-            gpu,
+            dict(gpu) if gpu else None,
             names=_mapping(names, "gpu_worker_labels", "names"),
             override=override or None,
             gpu_key=key,
@@ -52,10 +66,15 @@ def gpu_worker_labels(sysfs, names=None, override=None, key="gpu", cpu_tier=None
             extra=_mapping(extra, "gpu_worker_labels", "extra"),
             verified=bool(verified),
             current=_mapping(current, "gpu_worker_labels", "current"),
+            offered=_mapping(offered, "gpu_worker_labels", "offered") or None,
+            caps=_mapping(capabilities, "gpu_worker_labels", "capabilities") or None,
+            nfd=bool(_bool_or_none(nfd, "gpu_worker_labels", "nfd")),
+            streams=_mapping(streams, "gpu_worker_labels", "streams"),
+            managed=list(managed or []),
         )
     except ValueError as exc:
         raise AnsibleFilterError("gpu_worker_labels: %s" % exc) from exc
-    result["gpu"] = gpu
+    result["gpu"] = dict(gpu) if gpu else None
     return result
 
 

@@ -44,6 +44,17 @@ options:
         from choosing C(i965) or a BMC's C(ast) driver.
       - By default the variable is not set and libva picks the driver itself.
     type: str
+  sysfs_dir:
+    description:
+      - Where sysfs is mounted; the PCI device behind each render node is read from
+        C(<sysfs_dir>/class/drm) to find the passed-through GPU (RV(ansible_facts.vainfo.gpu)).
+    type: path
+    default: /sys
+  pci_address:
+    description:
+      - The passed-through GPU's PCI address in the guest, for example C(0000:01:00.0).
+      - By default the render node of a known Intel GPU wins, never that of an emulated display.
+    type: str
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.facts
@@ -142,6 +153,29 @@ ansible_facts:
           returned: always
           type: str
           sample: "no render node: the VM has no GPU — check hostpci in the VM config and `lspci` in the guest"
+        gpu:
+          description:
+            - The passed-through GPU and its render node, chosen by the PCI device sysfs shows behind each
+              render node (never an emulated display such as bochs or virtio-gpu); null when no render node
+              has a PCI device.
+            - Holds C(node), C(render_node), C(card), C(pci_address), C(pci_id), C(vendor), C(device),
+              C(class), C(driver), C(known) (in the collection's capability table), C(enable_guc)
+              (i915's parameter, null without i915) and C(skipped) (the other render nodes and why).
+          returned: always
+          type: dict
+          sample:
+            node: /dev/dri/renderD128
+            render_node: renderD128
+            card: card1
+            pci_address: "0000:01:00.0"
+            pci_id: "8086:3e92"
+            vendor: "8086"
+            device: "3e92"
+            class: "030000"
+            driver: i915
+            known: true
+            enable_guc: -1
+            skipped: []
 """
 
 # Ansible modules import below their documentation blocks.
@@ -152,6 +186,7 @@ import re
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import gpu_facts
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.vainfo import parse
 
 HINT_NO_RENDER_NODE = "no render node: the VM has no GPU — check hostpci in the VM config and `lspci` in the guest"
@@ -249,6 +284,8 @@ def main():
             vainfo_path=dict(type="path"),
             dri_dir=dict(type="path", default="/dev/dri"),
             driver_name=dict(type="str"),
+            sysfs_dir=dict(type="path", default="/sys"),
+            pci_address=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -299,6 +336,7 @@ def main():
         "results": results,
         "available": available,
         "hint": None if available else hint,
+        "gpu": gpu_facts(params["sysfs_dir"], params["dri_dir"], params["pci_address"]),
     }
     module.exit_json(changed=False, ansible_facts={"vainfo": facts})
 

@@ -277,3 +277,28 @@ def kernel_probe(root):
             _write(override_path, "(null)\n")
             if driver == "vfio-pci":
                 set_driver(root, address, natives.get(address))
+
+
+def add_drm_node(root, address, name, boot_vga=None):
+    """A DRM node (``card0``, ``renderD128``) of the PCI device at ``address``, laid out as the kernel does:
+    ``class/drm/<name>`` links to ``devices/.../<address>/drm/<name>``, whose ``device`` links back to the device."""
+    address = full_address(address)
+    device_dir = _device_dir(root, address)
+    node_dir = os.path.join(device_dir, "drm", name)
+    os.makedirs(node_dir, exist_ok=True)
+    _symlink(os.path.join("..", ".."), os.path.join(node_dir, "device"))
+    _symlink(
+        os.path.join("..", "..", "devices", os.path.basename(os.path.dirname(device_dir)), address, "drm", name),
+        os.path.join(root, "sys", "class", "drm", name),
+    )
+    if boot_vga is not None:
+        _write(os.path.join(device_dir, "boot_vga"), "%d\n" % int(boot_vga))
+
+
+def add_software_drm_node(root, name, platform_device="vgem"):
+    """A DRM node without a PCI device (vgem lives under /sys/devices/platform)."""
+    node_dir = os.path.join(root, "sys", "devices", "platform", platform_device, "drm", name)
+    os.makedirs(node_dir, exist_ok=True)
+    _symlink(os.path.join("..", ".."), os.path.join(node_dir, "device"))
+    _symlink(os.path.join("..", "..", "devices", "platform", platform_device, "drm", name),
+             os.path.join(root, "sys", "class", "drm", name))

@@ -2,7 +2,8 @@
 
 The VM has no GPU: the stand-in display (bochs) gives /dev/dri/card0 and no render node. Converge
 installs the real packages from Debian with non-free enabled and records the role's report; the
-side effect judges the guest again with no render node in strict mode, with vgem's render node
+side effect judges the guest again with no render node in strict mode, measures transcodes with ffmpeg on the
+CPU (the VA-API path reports that there is no device), with vgem's render node
 (the real vainfo and iHD driver), and with vainfo answering as the free and the non-free Intel media
 driver do. The reports and the strict failure message are kept as JSON in /root.
 """
@@ -105,3 +106,21 @@ def test_checks_pass_only_when_vainfo_reports_the_codecs(side_effect):
     assert report["codecs"]["present"] == CODECS and report["codecs"]["missing"] == [], report
     assert report["driver_name"] == "iHD" and report["driver_version"] == "23.1.1", report
     assert report["message"].startswith("VA-API ok on /dev/dri/renderD128: iHD 23.1.1"), report
+
+
+@pytest.mark.parametrize("scenario", ["h264_1080p", "hevc_4k_to_h264_1080p"])
+def test_probe_measures_the_cpu_and_reports_no_vaapi_device(host, side_effect, scenario):
+    probe = side_effect["probe"]["probe"]
+    cpu = probe["results"][scenario]["cpu"]
+    assert cpu["ok"] is True, cpu
+    assert cpu["frames"] == 30 and cpu["fps"] > 0 and cpu["speed"] is not None, cpu
+    assert cpu["streams"] == int(cpu["fps"] // 30) and cpu["cpu_percent"] > 0, cpu
+    vaapi = probe["results"][scenario]["vaapi"]
+    assert vaapi["ok"] is False and vaapi["fps"] is None, vaapi
+    assert vaapi["error"] == "no VA-API device: /dev/dri/renderD128 does not exist", vaapi
+    assert vaapi["diagnosis"] == f"{NO_RENDER_NODE} — {HOSTPCI_FIX}", vaapi
+    assert any(line.startswith(f"{scenario} cpu: ") and " fps " in line for line in probe["lines"]), probe["lines"]
+    # nothing passed on VA-API: no stream label
+    assert probe["label_streams"] == {}
+    assert host.package("ffmpeg").is_installed
+    assert not host.run("ls -d /tmp/transcode_probe_* 2>/dev/null").stdout.strip()

@@ -24,16 +24,29 @@ def test_diagnosis_takes_one_codec_name_or_a_list():
         FILTERS["gpu_worker_diagnosis"]("nope")
 
 
-def test_labels_from_sysfs_text():
-    result = FILTERS["gpu_worker_labels"]("renderD128 0x8086 0x3e92\n", names={"8086:3e92": "intel-uhd-630"},
-                                          cpu_tier="i5-8500t", current={"cpu-tier": "i5-8500t"})
-    assert result["gpu"] == {"pci_id": "8086:3e92", "node": "renderD128", "vendor": "8086", "device": "3e92"}
-    assert result["labels"] == {"gpu": "intel-uhd-630", "cpu-tier": "i5-8500t"}
-    assert result["changes"] == {"gpu": "intel-uhd-630"}
+def test_diagnosis_takes_non_free_and_huc():
+    facts = {"render_nodes": [], "results": {}}
+    assert FILTERS["gpu_worker_diagnosis"](facts, non_free="true", huc=None)["link"] == "VM config"
+    with pytest.raises(AnsibleFilterError, match="huc"):
+        FILTERS["gpu_worker_diagnosis"](facts, huc="maybe")
+
+
+def test_labels_from_the_gpu_fact():
+    gpu = {"node": "/dev/dri/renderD128", "pci_id": "8086:3e92", "vendor": "8086", "device": "3e92", "class": "030000"}
+    result = FILTERS["gpu_worker_labels"](gpu, names={"8086:3e92": "intel-uhd-630"}, cpu_tier="i5-8500t",
+                                          current={"cpu-tier": "i5-8500t", "gpu.homelab.io/av1-decode": "true"},
+                                          offered={"h264": {"decode": True, "encode": "lp"}}, nfd="yes",
+                                          managed="cpu-tier,gpu")
+    assert result["gpu"] == gpu
+    assert result["labels"] == {"gpu": "intel-uhd-630", "cpu-tier": "i5-8500t", "gpu.homelab.io/h264-decode": "true",
+                                "gpu.homelab.io/h264-encode": "true", "intel.feature.node.kubernetes.io/gpu": "true",
+                                "gpu.intel.com/device-id.0300-3e92.present": "true"}
+    assert result["changes"]["gpu.homelab.io/av1-decode"] is None and "cpu-tier" not in result["changes"]
+    assert FILTERS["gpu_worker_labels"](None)["labels"] == {}
 
 
 def test_labels_errors_are_filter_errors():
     with pytest.raises(AnsibleFilterError, match="label value"):
-        FILTERS["gpu_worker_labels"]("", extra={"gpu": "two words"})
-    with pytest.raises(AnsibleFilterError, match="text read from sysfs"):
-        FILTERS["gpu_worker_labels"](["renderD128"])
+        FILTERS["gpu_worker_labels"](None, extra={"gpu": "two words"})
+    with pytest.raises(AnsibleFilterError, match="ansible_facts.vainfo.gpu"):
+        FILTERS["gpu_worker_labels"]("renderD128 0x8086 0x3e92")

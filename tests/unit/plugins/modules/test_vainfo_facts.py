@@ -161,9 +161,10 @@ def test_device_option_probes_only_that_node_and_sets_driver_name(tmp_path, caps
 
 def test_missing_dev_dri_is_a_fact_with_the_hostpci_hint(tmp_path, capsys):
     vainfo, log = make_vainfo(tmp_path, {"renderD128": OK_FIXTURE})
-    out = run(capsys, {"dri_dir": str(tmp_path / "no-such-dir"), "vainfo_path": vainfo})
+    out = run(capsys, {"dri_dir": str(tmp_path / "no-such-dir"), "vainfo_path": vainfo, "sysfs_dir": str(tmp_path / "sys")})
     facts = out["ansible_facts"]["vainfo"]
     assert facts == {
+        "gpu": None,
         "render_nodes": [],
         "devices": {},
         "results": {},
