@@ -75,3 +75,36 @@ def test_proxmox_group_carries_the_api_settings(sim, tmp_path):
     assert q35["node"] == "pve2" and q35["changed"] is False, q35
     assert pci["changed"] is True and pci["value"] == "0000:00:02.0", pci
     assert "hostpci0" not in sim.vm(121)["config"]
+
+
+def test_pve_cluster_info_reads_quorum_ha_and_guests(sim, tmp_path):
+    def setup(data):
+        data["cluster"] = {"ha_resources": {"vm:121": {"state": "started", "group": "agents"}}}
+        data["nodes"]["pve3"]["status"] = "offline"
+    sim.update(setup)
+    sim.reset_counters()
+    auth = {"api_host": "127.0.0.1", "api_port": sim.port, "ca_path": sim.ca_path, "api_user": "automation@pve",
+            "api_token_id": "ansible", "api_token_secret": sim.data["access"]["users"]["automation@pve"]["tokens"]["ansible"]["secret"]}
+    try:
+        rc, output = run_play(tmp_path, [{
+            "hosts": "localhost", "gather_facts": False,
+            "module_defaults": {"group/homelab.gpu_passthrough.proxmox": auth},
+            "tasks": [
+                {"name": "read", "homelab.gpu_passthrough.pve_cluster_info": {}, "register": "pve", "check_mode": True},
+                {"name": "show", "ansible.builtin.debug": {"msg": "RESULT={{ pve | to_json }}"}},
+            ],
+        }])
+    finally:
+        def restore(data):
+            data.pop("cluster", None)
+            data["nodes"]["pve3"]["status"] = "online"
+        sim.update(restore)
+    assert rc == 0, output
+    pve = results(output)[0]
+    assert pve["changed"] is False
+    assert pve["cluster"]["quorate"] is True and pve["cluster"]["standalone"] is False
+    assert [(n["name"], n["online"], n["votes"]) for n in pve["cluster"]["nodes"]] == [
+        ("pve1", True, 1), ("pve2", True, 1), ("pve3", False, 1)]
+    assert pve["ha_resources"] == [{"sid": "vm:121", "type": "vm", "vmid": 121, "state": "started", "group": "agents"}]
+    assert [(g["vmid"], g["status"], g["ha_state"]) for g in pve["guests"]["pve2"]] == [(121, "running", "started")]
+    assert sim.counters()["writes"] == 0
