@@ -56,6 +56,43 @@ def _refusal(kind, message, fix, node=None, **extra):
     return found
 
 
+# ----------------------------------------------------------------------------------------------- host
+# What a reboot repairs once the role has written the configuration, and what no run of the role can change (the
+# role refuses those: proxmox_gpu_prep's preflight).
+REBOOT_REPAIRS = ("cmdline", "iommu", "groups", "binding")
+NOT_FIXABLE = {
+    "firmware": "the firmware IOMMU table (DMAR/IVRS) is missing",
+    "isolation": "the device shares its IOMMU group with other devices",
+}
+POWER_ACTIONS = ("shutdown", "stop", "start")
+
+
+def host_plan(diagnosis, reboot=False):
+    """``{changes, reboot, refusals}`` of one Proxmox host from ``diagnosis.diagnose`` output (None: no facts).
+
+    Every failing link is a change the host link will make; the host reboots when ``reboot`` (the role's
+    ``proxmox_gpu_prep_reboot``) allows it and a failing link is one a reboot repairs.
+    """
+    if diagnosis is None:
+        return {"changes": [], "reboot": False, "refusals": []}
+    ok = {part["link"]: bool(part.get("ok")) for part in diagnosis}
+    failing = [part for part in diagnosis if not part.get("ok")]
+    # isolation can only be judged once the IOMMU is on and the device sits in a group
+    final = [part for part in failing if part["link"] == "firmware"
+             or (part["link"] == "isolation" and ok.get("iommu") and ok.get("groups"))]
+    refusals = [{"kind": "host", "message": "%s: %s" % (NOT_FIXABLE[part["link"]], part.get("detail")),
+                 "fix": part.get("fix")} for part in final]
+    changes = [part["link"] for part in failing if part["link"] not in NOT_FIXABLE]
+    return {"changes": changes, "reboot": bool(reboot) and any(name in REBOOT_REPAIRS for name in changes) and not refusals,
+            "refusals": refusals}
+
+
+def vm_changes(actions):
+    """The config steps of a ``pve_vm_q35`` plan (its power steps are the window, not a change)."""
+    return [str(a.get("action") if isinstance(a, dict) else a) for a in actions or []
+            if (a.get("action") if isinstance(a, dict) else a) not in POWER_ACTIONS]
+
+
 # ----------------------------------------------------------------------------------------------- quorum
 def quorum(cluster):
     """``{standalone, expected_votes, quorum, votes_present, quorate, max_down}`` for the cluster as it is now.
@@ -180,7 +217,7 @@ def node_plan(node):
         "stops": stops,
         "drain": [s["k8s_node"] for s in stops if s["agent"]],
         "changes": bool(host.get("changes") or reboot or vm_changes),
-        "refusals": [],
+        "refusals": [dict(r, node=node["name"]) for r in host.get("refusals") or []],
     }
 
 

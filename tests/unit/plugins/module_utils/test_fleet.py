@@ -289,3 +289,44 @@ def test_every_refusal_at_once_and_the_input_untouched():
     assert sorted(set(kinds(result))) == ["budget", "ha", "node_offline", "not_quorate", "quorum"]
     assert all(r["message"] and r["fix"] for r in result["refusals"])
     assert nodes == before
+
+
+# ---------------------------------------------------------------- host plan from the diagnosis
+def _diagnosis(**state):
+    from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import diagnosis
+    from test_diagnosis import HEALTHY, NO_IOMMU, _change, _set_driver
+
+    cases = {
+        "healthy": HEALTHY,
+        "fresh": _set_driver(_change(HEALTHY, cmdline=["quiet"], passthrough_mode=False), "0000:00:02.0", "i915"),
+        "no_firmware": NO_IOMMU,
+        "shared": _change(HEALTHY, target={"address": "0000:00:02.0", "group": "2", "isolated": False,
+                                           "group_devices": ["0000:00:02.0", "0000:00:14.0"],
+                                           "reasons": ["0000:00:14.0 is another device in group 2"]}),
+    }
+    return diagnosis.diagnose(copy.deepcopy(cases[state["case"]]))
+
+
+def test_host_plan_from_the_diagnosis():
+    assert fleet.host_plan(_diagnosis(case="healthy"), reboot=True) == {"changes": [], "reboot": False, "refusals": []}
+    fresh = fleet.host_plan(_diagnosis(case="fresh"), reboot=True)
+    assert fresh["changes"] == ["cmdline", "binding"] and fresh["reboot"] is True and fresh["refusals"] == []
+    # the role reports "reboot pending" instead when it may not reboot
+    assert fleet.host_plan(_diagnosis(case="fresh"), reboot=False)["reboot"] is False
+    assert fleet.host_plan(None, reboot=True) == {"changes": [], "reboot": False, "refusals": []}
+
+
+@pytest.mark.parametrize(("case", "what"), [("no_firmware", "firmware IOMMU table"), ("shared", "shares its IOMMU group")])
+def test_host_plan_refuses_what_no_run_can_fix(case, what):
+    host = fleet.host_plan(_diagnosis(case=case), reboot=True)
+    assert host["reboot"] is False and [r["kind"] for r in host["refusals"]] == ["host"]
+    assert what in host["refusals"][0]["message"] and host["refusals"][0]["fix"]
+    node = dict(_node(1), host=host)
+    result = fleet.plan([node], _cluster())
+    assert kinds(result) == ["host"] and result["refusals"][0]["node"] == "pve-1"
+
+
+def test_vm_changes_leave_the_power_steps_out():
+    assert fleet.vm_changes([{"action": "shutdown"}, {"action": "set_config", "config": {}}, {"action": "start"}]) == [
+        "set_config"]
+    assert fleet.vm_changes(["add_efidisk", "stop"]) == ["add_efidisk"]
