@@ -320,6 +320,27 @@ def plan(nodes, cluster, ha_resources=(), budgets=(), pods=(), options=None):
     }
 
 
+# ----------------------------------------------------------------------------------------------- Kubernetes objects
+def budget_from_k8s(obj):
+    """A policy/v1 PodDisruptionBudget as ``kubernetes.core.k8s_info`` returns it -> the shape ``plan`` takes."""
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    return {"namespace": meta.get("namespace", "default"), "name": meta.get("name"), "selector": spec.get("selector") or {},
+            "disruptionsAllowed": status.get("disruptionsAllowed", 0), "currentHealthy": status.get("currentHealthy", 0),
+            "desiredHealthy": status.get("desiredHealthy", 0),
+            "unhealthyPodEvictionPolicy": spec.get("unhealthyPodEvictionPolicy")}
+
+
+def pod_from_k8s(obj):
+    """A Pod as ``kubernetes.core.k8s_info`` returns it -> the shape ``plan`` takes."""
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    owners = meta.get("ownerReferences") or []
+    owner = next((o for o in owners if o.get("controller")), owners[0] if owners else {})
+    ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    return {"namespace": meta.get("namespace", "default"), "name": meta.get("name"), "node": spec.get("nodeName"),
+            "labels": meta.get("labels") or {}, "owner_kind": owner.get("kind"),
+            "ready": status.get("phase") == "Running" and (not ready or ready[-1].get("status") == "True")}
+
+
 def plan_lines(fleet):
     """The plan for humans: one line per node and per refusal."""
     lines = []
