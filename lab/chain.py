@@ -499,7 +499,8 @@ def playbook(name: str, extra: list[str], timeout: float = 3600) -> dict:
     site = os.path.join(collection_dir(environment), "playbooks", "site.yml")
     log = os.path.join(LOG_DIR, f"site-{name}.log")
     cmd = ["ansible-playbook", "-i", os.path.join(CHAIN_DIR, "inventory.yml"), site,
-           "-e", "site_summary_file=" + os.path.join(CHAIN_DIR, f"site-summary-{name}.json"), *extra]
+           "-e", "site_summary_file=" + os.path.join(CHAIN_DIR, f"site-summary-{name}.json"),
+           "-e", "site_timeline_file=" + timeline_path(name), *extra]
     t0 = time.monotonic()
     output = []
     with open(log, "w", encoding="utf-8") as fh:
@@ -523,6 +524,37 @@ def playbook(name: str, extra: list[str], timeout: float = 3600) -> dict:
         failed = [line.strip() for line in output if line.startswith(("fatal:", "failed:")) or "FAILED!" in line][-3:]
         result["error"] = "\n".join(failed) or "\n".join(line.rstrip() for line in output[-15:])
     return result
+
+
+def timeline_path(name: str) -> str:
+    return os.path.join(CHAIN_DIR, f"site-timeline-{name}.json")
+
+
+def timeline_module():
+    """plugins/module_utils/timeline.py of this tree (standard library only), without the collection's package."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+
+    spec = importlib.util.spec_from_file_location("chain_timeline", os.path.join(REPO_DIR, "plugins", "module_utils", "timeline.py"))
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def print_timeline(name: str) -> list[str]:
+    """The downtime windows per node of one site.yml run, printed; [] when the run wrote no timeline."""
+    path = timeline_path(name)
+    if not os.path.exists(path):
+        return []
+    tl = timeline_module()
+    with open(path, encoding="utf-8") as handle:
+        events = tl.load(handle.read())
+    lines = tl.window_lines(events)
+    problems = tl.validate(events)
+    progress(f"  timeline of the {name} run ({path}):")
+    for line in lines + [f"RULE BROKEN: {p}" for p in problems]:
+        progress("    " + line)
+    return lines + [f"RULE BROKEN: {p}" for p in problems]
 
 
 def print_links(links: list[dict]) -> None:
@@ -632,6 +664,7 @@ def _up(args: argparse.Namespace, summary: dict) -> int:
     if first["rc"] != 0:
         raise ChainError(f"site.yml --tags host failed:\n{first.get('error')}\nlog: {first['log']}")
     progress(f"  host link done in {first['seconds']} s, changed={first['recap'].get(HOST_VM, {}).get('changed')}")
+    first["timeline"] = print_timeline("host")
 
     host_after = probe(HOST_VM)
     node_after = pvesim_node(host_after)
@@ -649,6 +682,7 @@ def _up(args: argparse.Namespace, summary: dict) -> int:
         raise ChainError(f"site.yml failed:\n{second.get('error')}\nlog: {second['log']}")
     progress(f"  site.yml done in {second['seconds']} s; changed: "
              + ", ".join(f"{h}={c.get('changed')}" for h, c in second["recap"].items()))
+    second["timeline"] = print_timeline("site")
 
     collect(summary, standin, k8s)
     if args.twice:

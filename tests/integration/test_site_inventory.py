@@ -165,3 +165,26 @@ def test_links_not_selected_do_not_run_their_always_tasks():
     assert re.search(r"k3s-agent-1 +skip +guest driver +guest link not selected", output), output
     recap = re.search(r"^k3s-agent-1\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M)
     assert recap and recap.groups() == ("2", "0", "0", "0"), output
+
+
+def test_summary_judges_what_the_roles_left(tmp_path):
+    # The reports the VM and guest links leave, given as extra vars: the summary judges them through hostvars and
+    # writes the same rows it prints.
+    reports = {
+        "site_vm_report": {"ok": True, "vmid": 120, "node": "pve-1", "machine": "q35", "bios": "ovmf",
+                           "efidisk0": "local-lvm:vm-120-disk-1", "hostpci": {"hostpci0": "0000:00:02.0,pcie=1"},
+                           "hostpci_wanted": {"hostpci0": "0000:00:02.0,pcie=1"}, "pending": [], "plan": []},
+        "gpu_worker_report": {"ok": False, "link": "guest driver", "message": "no iHD driver", "render_nodes": [],
+                              "fix": "install intel-media-va-driver", "labels": {}, "label_notes": [], "labels_changed": False},
+    }
+    extra = tmp_path / "reports.json"
+    extra.write_text(json.dumps(reports))
+    out = tmp_path / "summary.json"
+    output = site("--tags", "summary", "--limit", "k3s-agent-1", "-e", "ansible_connection=local",
+                  "-e", "@" + str(extra), "-e", "site_summary_file=" + str(out))
+    assert re.search(r"k3s-agent-1 +ok +VM config +VM 120 on pve-1: machine q35, bios ovmf, efidisk0 present, "
+                     r"hostpci0=0000:00:02.0,pcie=1", output), output
+    assert re.search(r"k3s-agent-1 +FAIL +guest driver +\[guest driver\] no iHD driver; render nodes: none -- fix: "
+                     r"install intel-media-va-driver", output), output
+    rows = json.loads(out.read_text())["links"]
+    assert [(r["id"], r["status"]) for r in rows] == [("vm_config", "ok"), ("guest_driver", "FAIL"), ("labels", "ok")]

@@ -1,4 +1,5 @@
-"""A small Kubernetes API server stand-in: discovery, nodes, pods and evictions, in memory, with a request log.
+"""A small Kubernetes API server stand-in: discovery, nodes, pods, PodDisruptionBudgets and evictions, in memory,
+with a request log.
 
 Enough of the API for the ``kubernetes`` Python client (typed ``CoreV1Api`` and the dynamic client that
 kubernetes.core uses): ``k8s_info``, ``k8s`` (get, patch), ``k8s_drain`` (cordon, list pods on a node, evict,
@@ -8,6 +9,7 @@ uncordon). Only ``127.0.0.1`` is ever bound.
 import copy
 import datetime
 import json
+import math
 import os
 import re
 import ssl
@@ -57,10 +59,14 @@ class ApiError(Exception):
         self.code = code
         self.reason = reason
         self.message = message
+        self.details = None
 
     def status(self):
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "code": self.code}
+        answer = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                  "message": self.message, "reason": self.reason, "code": self.code}
+        if self.details:
+            answer["details"] = self.details
+        return answer
 
 
 def _now():
@@ -189,6 +195,41 @@ def _field_match(obj, selector):
     return True
 
 
+def selector_match(selector, labels):
+    """A LabelSelector object (``matchLabels``, ``matchExpressions``) against ``labels``; an empty one selects all."""
+    labels = labels or {}
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def scaled(value, total):
+    """An IntOrString budget value against ``total`` pods; percentages round up, as the disruption controller's
+    ``intstr.GetScaledValueFromIntOrPercent(..., roundUp=true)`` does."""
+    if isinstance(value, str) and value.endswith("%"):
+        return int(math.ceil(int(value[:-1]) * total / 100.0))
+    return int(value)
+
+
+def pod_healthy(pod):
+    """Running with its Ready condition True (the disruption controller's ``IsPodReady``)."""
+    if pod["status"].get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
+        return False
+    ready = [c for c in pod["status"].get("conditions") or [] if c.get("type") == "Ready"]
+    return not ready or ready[-1].get("status") == "True"
+
+
 class Cluster:
     """The in-memory objects: nodes, namespaces and pods, with a resourceVersion counter."""
 
@@ -197,6 +238,10 @@ class Cluster:
         self.revision = 100
         self.nodes = {}
         self.pods = {}  # (namespace, name) -> pod
+        self.budgets = {}  # (namespace, name) -> PodDisruptionBudget (status computed on read)
+        # (namespace, kind, name) -> {"replicas", "labels"}: the pods' controllers, whose scale a budget with
+        # maxUnavailable or a percentage counts (an evicted pod is still one of its controller's replicas)
+        self.controllers = {}
         self.namespaces = {"default": self._namespace("default"), "kube-system": self._namespace("kube-system")}
 
     def bump(self, obj):
@@ -266,8 +311,8 @@ class Cluster:
             self.bump(node)
 
     def add_pod(self, name, node, namespace="default", owner_kind="ReplicaSet", owner_name=None, labels=None,
-                empty_dir=False, phase="Running", annotations=None):
-        """A pod scheduled on ``node``; ``owner_kind`` None makes an unmanaged pod."""
+                empty_dir=False, phase="Running", annotations=None, ready=True):
+        """A pod scheduled on ``node``; ``owner_kind`` None makes an unmanaged pod; ``ready`` its Ready condition."""
         meta = self._meta(name, namespace=namespace, labels=labels, annotations=annotations)
         if owner_kind:
             meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner_kind, "name": owner_name or name.rsplit("-", 1)[0],
@@ -279,19 +324,101 @@ class Cluster:
             "kind": "Pod", "apiVersion": "v1", "metadata": meta,
             "spec": {"nodeName": node, "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}],
                      "volumes": volumes, "restartPolicy": "Always"},
-            "status": {"phase": phase, "podIP": "10.42.0.%d" % (len(self.pods) + 10)},
+            "status": {"phase": phase, "podIP": "10.42.0.%d" % (len(self.pods) + 10),
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
         }
         with self.lock:
             self.namespaces.setdefault(namespace, self._namespace(namespace))
             self.pods[(namespace, name)] = self.bump(pod)
+            if owner_kind and owner_kind not in ("DaemonSet", "Node"):
+                owner = meta["ownerReferences"][0]["name"]
+                controller = self.controllers.setdefault((namespace, owner_kind, owner), {"replicas": 0, "labels": {}})
+                controller["replicas"] += 1
+                controller["labels"] = dict(labels or {})
         return pod
 
+    def add_budget(self, name, namespace="default", match_labels=None, match_expressions=None, min_available=None,
+                   max_unavailable=None, unhealthy_pod_eviction_policy=None):
+        """A policy/v1 PodDisruptionBudget; exactly one of ``min_available``/``max_unavailable`` (int or "N%")."""
+        spec = {"selector": {}}
+        if match_labels:
+            spec["selector"]["matchLabels"] = dict(match_labels)
+        if match_expressions:
+            spec["selector"]["matchExpressions"] = list(match_expressions)
+        if min_available is not None:
+            spec["minAvailable"] = min_available
+        if max_unavailable is not None:
+            spec["maxUnavailable"] = max_unavailable
+        if unhealthy_pod_eviction_policy:
+            spec["unhealthyPodEvictionPolicy"] = unhealthy_pod_eviction_policy
+        return self.create_budget({"metadata": {"name": name, "namespace": namespace}, "spec": spec}, namespace)
+
+    def create_budget(self, body, namespace):
+        """Validate and store a PodDisruptionBudget as ``POST .../poddisruptionbudgets`` does."""
+        meta = body.get("metadata") or {}
+        spec = body.get("spec") or {}
+        name = meta.get("name")
+        if not name:
+            raise ApiError(422, "Invalid", "PodDisruptionBudget.policy \"\" is invalid: metadata.name: Required value: name or "
+                           "generateName is required")
+        if ("minAvailable" in spec) == ("maxUnavailable" in spec):
+            raise ApiError(422, "Invalid", 'PodDisruptionBudget.policy "%s" is invalid: spec: Invalid value: '
+                           '"minAvailable and maxUnavailable cannot be both set"' % name if "minAvailable" in spec else
+                           'PodDisruptionBudget.policy "%s" is invalid: spec: Required value: minAvailable or '
+                           'maxUnavailable' % name)
+        with self.lock:
+            if (namespace, name) in self.budgets:
+                raise ApiError(409, "AlreadyExists", 'poddisruptionbudgets.policy "%s" already exists' % name)
+            self.namespaces.setdefault(namespace, self._namespace(namespace))
+            budget = {"kind": "PodDisruptionBudget", "apiVersion": "policy/v1",
+                      "metadata": dict(self._meta(name, namespace=namespace, labels=meta.get("labels")), generation=1),
+                      "spec": copy.deepcopy(spec), "status": {}}
+            self.budgets[(namespace, name)] = self.bump(budget)
+            return self.budget(namespace, name)
+
+    def budget_pods(self, budget):
+        namespace = budget["metadata"]["namespace"]
+        return [pod for (ns, _name), pod in sorted(self.pods.items())
+                if ns == namespace and selector_match(budget["spec"].get("selector"), pod["metadata"].get("labels"))]
+
+    def budget(self, namespace, name):
+        """The budget with its status as the disruption controller computes it (kubernetes pkg/controller/disruption):
+        expectedPods, currentHealthy, desiredHealthy, disruptionsAllowed = max(currentHealthy - desiredHealthy, 0)."""
+        with self.lock:
+            budget = copy.deepcopy(self.budgets[(namespace, name)])
+            pods = self.budget_pods(budget)
+            spec = budget["spec"]
+            healthy = sum(1 for pod in pods if pod_healthy(pod))
+            if isinstance(spec.get("minAvailable"), int):
+                expected = len(pods)
+            else:
+                # the scale of the pods' controllers (kubernetes pkg/controller/disruption getExpectedScale)
+                selector = spec.get("selector")
+                expected = sum(c["replicas"] for (ns, _kind, _name), c in self.controllers.items()
+                               if ns == namespace and selector_match(selector, c["labels"]))
+                expected += sum(1 for pod in pods if not pod["metadata"].get("ownerReferences"))
+            if "minAvailable" in spec:
+                desired = scaled(spec["minAvailable"], expected)
+            else:
+                desired = max(expected - scaled(spec["maxUnavailable"], expected), 0)
+            budget["status"] = {"observedGeneration": budget["metadata"]["generation"], "expectedPods": expected,
+                                "currentHealthy": healthy, "desiredHealthy": desired,
+                                "disruptionsAllowed": max(healthy - desired, 0),
+                                "conditions": [{"type": "DisruptionAllowed",
+                                                "status": "True" if healthy > desired else "False",
+                                                "reason": "SufficientPods" if healthy > desired else "InsufficientPods",
+                                                "message": "", "observedGeneration": 1,
+                                                "lastTransitionTime": budget["metadata"]["creationTimestamp"]}]}
+            return budget
+
     def dump(self):
-        """A JSON-able deep copy: {"nodes": {name: node}, "pods": {"ns/name": pod}, "namespaces": [...]}."""
+        """A JSON-able deep copy: {"nodes": {name: node}, "pods": {"ns/name": pod}, "budgets": {"ns/name": budget},
+        "namespaces": [...]}."""
         with self.lock:
             return copy.deepcopy({
                 "nodes": self.nodes,
                 "pods": {"%s/%s" % key: pod for key, pod in sorted(self.pods.items())},
+                "budgets": {"%s/%s" % key: self.budget(*key) for key in sorted(self.budgets)},
                 "namespaces": sorted(self.namespaces),
             })
 
@@ -317,6 +444,11 @@ class Router:  # pylint: disable=too-few-public-methods
             ("GET", r"/api/v1/namespaces/(?P<namespace>[^/]+)/pods/(?P<name>[^/]+)/?", self.get_pod),
             ("DELETE", r"/api/v1/namespaces/(?P<namespace>[^/]+)/pods/(?P<name>[^/]+)/?", self.delete_pod),
             ("POST", r"/api/v1/namespaces/(?P<namespace>[^/]+)/pods/(?P<name>[^/]+)/eviction/?", self.evict_pod),
+            ("GET", r"/apis/policy/v1/poddisruptionbudgets/?", self.list_budgets),
+            ("GET", r"/apis/policy/v1/namespaces/(?P<namespace>[^/]+)/poddisruptionbudgets/?", self.list_budgets),
+            ("POST", r"/apis/policy/v1/namespaces/(?P<namespace>[^/]+)/poddisruptionbudgets/?", self.create_budget),
+            ("GET", r"/apis/policy/v1/namespaces/(?P<namespace>[^/]+)/poddisruptionbudgets/(?P<name>[^/]+)/?",
+             self.get_budget),
         ]
 
     def route(self, method, path):
@@ -351,11 +483,11 @@ class Router:  # pylint: disable=too-few-public-methods
     def policy_resources(self, **_):
         return 200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "policy/v1", "resources": [
             {"name": "poddisruptionbudgets", "singularName": "poddisruptionbudget", "namespaced": True,
-             "kind": "PodDisruptionBudget", "verbs": ["get", "list"], "shortNames": ["pdb"]},
+             "kind": "PodDisruptionBudget", "verbs": ["create", "get", "list"], "shortNames": ["pdb"]},
         ]}
 
     # helpers
-    def _list(self, kind, items, query):
+    def _list(self, kind, items, query, api_version="v1"):
         labels = query.get("labelSelector")
         fields = query.get("fieldSelector")
         chosen = [copy.deepcopy(i) for i in items
@@ -365,8 +497,8 @@ class Router:  # pylint: disable=too-few-public-methods
             # a list's items carry no kind/apiVersion, as the API server sends them
             item.pop("kind", None)
             item.pop("apiVersion", None)
-        return 200, {"kind": kind + "List", "apiVersion": "v1", "metadata": {"resourceVersion": str(self.cluster.revision)},
-                     "items": chosen}
+        return 200, {"kind": kind + "List", "apiVersion": api_version,
+                     "metadata": {"resourceVersion": str(self.cluster.revision)}, "items": chosen}
 
     def _node(self, name):
         node = self.cluster.nodes.get(name)
@@ -436,12 +568,55 @@ class Router:  # pylint: disable=too-few-public-methods
         return 200, pod
 
     def evict_pod(self, namespace, name, query, body, **_):
-        self._pod(namespace, name)
+        pod = self._pod(namespace, name)
         if not isinstance(body, dict) or body.get("kind") not in (None, "Eviction"):
             raise ApiError(400, "BadRequest", "an Eviction body is required")
+        self._check_budgets(namespace, pod)
         if "dryRun" not in query:
             del self.cluster.pods[(namespace, name)]
         return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+    def _check_budgets(self, namespace, pod):
+        """The eviction subresource's budget rules (kubernetes pkg/registry/core/pod/storage/eviction.go): more than
+        one budget is an error; a healthy pod needs a disruption left; an unhealthy one goes while the budget is
+        healthy, or always with unhealthyPodEvictionPolicy AlwaysAllow."""
+        matching = [key for key in sorted(self.cluster.budgets) if key[0] == namespace and selector_match(
+            self.cluster.budgets[key]["spec"].get("selector"), pod["metadata"].get("labels"))]
+        if not matching:
+            return
+        if len(matching) > 1:
+            raise ApiError(500, "InternalError",
+                           "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.")
+        budget = self.cluster.budget(*matching[0])
+        status = budget["status"]
+        if pod_healthy(pod):
+            blocked = status["disruptionsAllowed"] <= 0
+        else:
+            blocked = (status["currentHealthy"] < status["desiredHealthy"]
+                       and budget["spec"].get("unhealthyPodEvictionPolicy") != "AlwaysAllow")
+        if blocked:
+            err = ApiError(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.")
+            err.details = {"causes": [{"reason": "DisruptionBudget", "message": "The disruption budget %s needs %d healthy pods "
+                                       "and has %d currently" % (budget["metadata"]["name"], status["desiredHealthy"],
+                                                                 status["currentHealthy"])}]}
+            raise err
+
+    # poddisruptionbudgets
+    def list_budgets(self, query, namespace=None, **_):
+        keys = [key for key in sorted(self.cluster.budgets) if namespace is None or key[0] == namespace]
+        return self._list("PodDisruptionBudget", [self.cluster.budget(*key) for key in keys], query, "policy/v1")
+
+    def get_budget(self, namespace, name, **_):
+        if (namespace, name) not in self.cluster.budgets:
+            raise ApiError(404, "NotFound", 'poddisruptionbudgets.policy "%s" not found' % name)
+        return 200, self.cluster.budget(namespace, name)
+
+    def create_budget(self, namespace, body, query, **_):
+        if not isinstance(body, dict):
+            raise ApiError(400, "BadRequest", "a PodDisruptionBudget body is required")
+        if "dryRun" in query:
+            return 201, copy.deepcopy(body)
+        return 201, self.cluster.create_budget(body, namespace)
 
 
 def _summary(method, path, body):
@@ -454,6 +629,10 @@ def _summary(method, path, body):
         return "patch_node"
     if method == "POST" and parts[-1] == "eviction":
         return "evict"
+    if "poddisruptionbudgets" in parts:
+        if method == "POST":
+            return "create_budget"
+        return "list_budgets" if parts[-1] == "poddisruptionbudgets" else "get_budget"
     if method == "DELETE" and "pods" in parts:
         return "delete_pod"
     if method == "GET" and len(parts) >= 3 and parts[2] == "nodes":

@@ -148,3 +148,115 @@ def test_kubernetes_core_modules(tmp_path):
         # the wait really waited: the node was read while NotReady, and the answer came from a later read
         became_ready = [t for t, name, ready in k8s.transitions if name == "k3s-agent-1" and ready]
         assert became_ready and k8s.requests("get_node")[0]["time"] < became_ready[0] < patch["time"]
+
+
+EVICT = {"apiVersion": "policy/v1", "kind": "Eviction"}
+
+
+def test_budget_status_int_and_percent(tmp_path):
+    with running_k8ssim(tmp_path) as k8s:
+        for index in range(4):
+            k8s.cluster.add_pod("web-%d" % index, "n%d" % (index % 2), namespace="media", labels={"app": "web"},
+                                ready=index != 3)
+        k8s.cluster.add_pod("db-0", "n0", namespace="media", labels={"app": "db"})
+        k8s.cluster.add_budget("web-min2", "media", {"app": "web"}, min_available=2)
+        k8s.cluster.add_budget("web-max50", "other", {"app": "web"}, max_unavailable="50%")
+        status, body = _request(k8s, "POST", "/apis/policy/v1/namespaces/media/poddisruptionbudgets", {
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "db"},
+            "spec": {"minAvailable": "100%", "selector": {"matchExpressions": [
+                {"key": "app", "operator": "In", "values": ["db"]}]}}})
+        assert status == 201 and body["status"]["disruptionsAllowed"] == 0
+        status, body = _request(k8s, "GET", "/apis/policy/v1/namespaces/media/poddisruptionbudgets/web-min2")
+        # 4 pods, 3 healthy, 2 wanted: one disruption allowed
+        assert status == 200 and {k: body["status"][k] for k in ("expectedPods", "currentHealthy", "desiredHealthy",
+                                                                 "disruptionsAllowed")} == {
+            "expectedPods": 4, "currentHealthy": 3, "desiredHealthy": 2, "disruptionsAllowed": 1}
+        status, body = _request(k8s, "GET", "/apis/policy/v1/poddisruptionbudgets")
+        assert status == 200 and body["kind"] == "PodDisruptionBudgetList" and body["apiVersion"] == "policy/v1"
+        assert [(b["metadata"]["namespace"], b["metadata"]["name"]) for b in body["items"]] == [
+            ("media", "db"), ("media", "web-min2"), ("other", "web-max50")]
+        # the other namespace's budget selects no pod
+        assert body["items"][2]["status"]["expectedPods"] == 0
+        # maxUnavailable 50% of 4 pods: 2 may be down, so 2 wanted healthy
+        k8s.cluster.add_budget("web-max50", "media2", {}, max_unavailable="50%")
+        for index in range(4):
+            k8s.cluster.add_pod("p-%d" % index, "n0", namespace="media2")
+        assert k8s.cluster.budget("media2", "web-max50")["status"]["desiredHealthy"] == 2
+        assert k8s.cluster.budget("media2", "web-max50")["status"]["disruptionsAllowed"] == 2
+        # neither or both of minAvailable / maxUnavailable is invalid
+        status, body = _request(k8s, "POST", "/apis/policy/v1/namespaces/media/poddisruptionbudgets",
+                                {"metadata": {"name": "bad"}, "spec": {"selector": {}}})
+        assert status == 422 and body["reason"] == "Invalid"
+        status, body = _request(k8s, "POST", "/apis/policy/v1/namespaces/media/poddisruptionbudgets",
+                                {"metadata": {"name": "db"}, "spec": {"minAvailable": 1}})
+        assert status == 409 and body["reason"] == "AlreadyExists"
+        assert _request(k8s, "GET", "/apis/policy/v1/namespaces/media/poddisruptionbudgets/nope")[0] == 404
+
+
+def test_eviction_respects_the_budget(tmp_path):
+    with running_k8ssim(tmp_path) as k8s:
+        k8s.cluster.add_pod("jellyfin-0", "k3s-agent-1", namespace="media", labels={"app": "jellyfin"})
+        k8s.cluster.add_pod("web-a", "k3s-agent-1", namespace="media", labels={"app": "web"})
+        k8s.cluster.add_pod("web-b", "k3s-agent-2", namespace="media", labels={"app": "web"})
+        k8s.cluster.add_pod("sick", "k3s-agent-1", namespace="media", labels={"app": "sick"}, ready=False)
+        k8s.cluster.add_pod("sick-ok", "k3s-agent-2", namespace="media", labels={"app": "sick"}, ready=False)
+        k8s.cluster.add_budget("jellyfin", "media", {"app": "jellyfin"}, min_available=1)
+        k8s.cluster.add_budget("web", "media", {"app": "web"}, max_unavailable=1)
+        k8s.cluster.add_budget("sick", "media", {"app": "sick"}, min_available=1)
+
+        status, body = _request(k8s, "POST", "/api/v1/namespaces/media/pods/jellyfin-0/eviction", EVICT)
+        assert status == 429 and body["reason"] == "TooManyRequests"
+        assert body["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
+        assert body["details"]["causes"] == [{"reason": "DisruptionBudget",
+                                              "message": "The disruption budget jellyfin needs 1 healthy pods and has 1 currently"}]
+        assert "media/jellyfin-0" in k8s.dump()["pods"]
+        # dry run is judged the same way
+        assert _request(k8s, "POST", "/api/v1/namespaces/media/pods/jellyfin-0/eviction?dryRun=All", EVICT)[0] == 429
+
+        # one of two web pods may go, the second then not
+        assert _request(k8s, "POST", "/api/v1/namespaces/media/pods/web-a/eviction", EVICT)[0] == 201
+        assert _request(k8s, "POST", "/api/v1/namespaces/media/pods/web-b/eviction", EVICT)[0] == 429
+
+        # an unhealthy pod of an unhealthy budget stays (IfHealthyBudget), with AlwaysAllow it may go
+        assert _request(k8s, "POST", "/api/v1/namespaces/media/pods/sick/eviction", EVICT)[0] == 429
+        k8s.cluster.budgets[("media", "sick")]["spec"]["unhealthyPodEvictionPolicy"] = "AlwaysAllow"
+        assert _request(k8s, "POST", "/api/v1/namespaces/media/pods/sick/eviction", EVICT)[0] == 201
+
+        # two budgets over one pod: the API server refuses to choose
+        k8s.cluster.add_budget("web-too", "media", {"app": "web"}, min_available=0)
+        status, body = _request(k8s, "POST", "/api/v1/namespaces/media/pods/web-b/eviction", EVICT)
+        assert status == 500 and "more than one PodDisruptionBudget" in body["message"]
+        assert [e["action"] for e in k8s.requests()][-1] == "evict"
+        assert "create_budget" not in [e["action"] for e in k8s.requests()]
+        assert sorted(k8s.dump()["budgets"]) == ["media/jellyfin", "media/sick", "media/web", "media/web-too"]
+
+
+@pytest.mark.skipif(not _have_kubernetes_core(), reason="needs ansible-playbook, kubernetes.core (the ansible package) and the kubernetes client")
+def test_k8s_drain_is_held_by_a_budget(tmp_path):
+    with running_k8ssim(tmp_path / "k8s") as k8s:
+        k8s.cluster.add_node("k3s-agent-1")
+        k8s.cluster.add_pod("jellyfin-0", "k3s-agent-1", namespace="media", labels={"app": "jellyfin"})
+        k8s.cluster.add_budget("jellyfin", "media", {"app": "jellyfin"}, min_available=1)
+        auth = {"kubeconfig": k8s.kubeconfig}
+        tasks = [
+            {"kubernetes.core.k8s_info": dict(auth, api_version="policy/v1", kind="PodDisruptionBudget",
+                                              namespace="media"), "register": "budgets"},
+            {"kubernetes.core.k8s_drain": dict(auth, name="k3s-agent-1", delete_options={"wait_timeout": 3,
+                                                                                         "wait_sleep": 1}),
+             "register": "drained", "ignore_errors": True},
+            {"ansible.builtin.debug": {"msg": "RESULT<{{ {'budgets': budgets, 'drained': drained} | to_json | b64encode }}>"}},
+        ]
+        play = tmp_path / "play.json"
+        play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+        env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0", TMPDIR=str(tmp_path))
+        proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local",
+                               "-e", "ansible_python_interpreter=%s" % sys.executable, str(play)],
+                              env=env, capture_output=True, text=True, timeout=180, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        result = json.loads(base64.b64decode(re.search(r"RESULT<([A-Za-z0-9+/=]+)>", proc.stdout).group(1)))
+        budget = result["budgets"]["resources"][0]
+        assert budget["metadata"]["name"] == "jellyfin" and budget["status"]["disruptionsAllowed"] == 0
+        assert result["drained"].get("failed") is True, result["drained"]
+        assert "disruption budget" in json.dumps(result["drained"]), result["drained"]
+        assert "media/jellyfin-0" in k8s.dump()["pods"]
+        assert k8s.requests("evict") and all(e["status"] == 429 for e in k8s.requests("evict"))

@@ -6,7 +6,7 @@ import re
 import time
 import uuid
 
-from . import rules
+from . import cluster, rules
 from .rules import ApiError, die, param_exc, perm_exc
 
 NEW_DISK_RE = re.compile(r"^(([^/:\s]+):)?(\d+(\.\d+)?)$")
@@ -100,6 +100,7 @@ ROUTES = [
     ("PUT", "/cluster/mapping/pci/{id}", "mapping_update"),
     ("DELETE", "/cluster/mapping/pci/{id}", "mapping_delete"),
 ]
+ROUTES += cluster.ROUTES
 
 
 def compile_routes():
@@ -129,7 +130,7 @@ def match_route(method, path):
     return None
 
 
-class Api:  # pylint: disable=too-many-public-methods
+class Api(cluster.ClusterApi):  # pylint: disable=too-many-public-methods
     """Handlers; each one gets a `Ctx` and the path parameters and returns the `data` of the response."""
 
     def __init__(self, state, tasks):

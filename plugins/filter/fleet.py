@@ -1,0 +1,95 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 homelab.gpu_passthrough maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The fleet plan of site.yml over module_utils.fleet; documented in fleet_plan.yml and fleet_plan_lines.yml."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.homelab.gpu_passthrough.plugins.filter.chain import _diagnosis, _plain
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import fleet
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.links import to_bool
+
+
+def _resources(value, name):
+    """The ``resources`` of a k8s_info result, or a plain list."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        value = value.get("resources") or []
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise AnsibleFilterError("fleet_plan: %s must be a k8s_info result or a list, got %s" % (name, type(value).__name__))
+    return [_plain(item) for item in value]
+
+
+def _agent(name, hv, guests):
+    vm = _plain(hv.get("site_vm_plan")) or {}
+    vmid = vm.get("vmid") or hv.get("vm_id") or hv.get("gpu_vm_id")
+    live = next((g for g in guests if vmid is not None and str(g.get("vmid")) == str(vmid)), {})
+    actions = vm.get("plan") or []
+    # a plan of power steps alone restarts the VM into its pending config
+    changes = fleet.vm_changes(actions) or (["restart"] if actions else [])
+    return {"vmid": int(vmid) if vmid not in (None, "") else None, "name": hv.get("name") or name,
+            "k8s_node": hv.get("gpu_vm_kubernetes_node") or hv.get("name") or hv.get("gpu_vm_name") or name,
+            "status": live.get("status", "running"), "plan": changes}
+
+
+def fleet_plan(hostvars, groups, cluster=None, budgets=None, pods=None, limit=None, batch=1, max_unavailable=None,
+               allow_ha=False, qdevice_votes=0, host_group="proxmox_hosts", agent_group="k3s_gpu_agents"):
+    if not isinstance(hostvars, Mapping) or not isinstance(groups, Mapping):
+        raise AnsibleFilterError("fleet_plan expects hostvars as input and groups as its first argument")
+    allowed = None if limit is None else {str(h) for h in limit}
+    info = _plain(cluster) or {}
+    guests_by_node = info.get("guests") or {}
+
+    def members(group):
+        return [str(h) for h in groups.get(group) or [] if allowed is None or str(h) in allowed]
+
+    agents_of = {}
+    for name in members(agent_group):
+        hv = hostvars[name]
+        node = str(hv.get("proxmox_node") or hv.get("gpu_vm_proxmox_node") or "")
+        agents_of.setdefault(node, []).append(name)
+    nodes = []
+    hosts = members(host_group)
+    for name in hosts + sorted(set(agents_of) - set(hosts) - {""}):
+        hv = hostvars[name] if name in hosts else {}
+        node = str(hv.get("site_proxmox_node") or name)
+        guests = [g for g in guests_by_node.get(node) or [] if not g.get("template")]
+        host = fleet.host_plan(_diagnosis(hv), reboot=to_bool(hv.get("proxmox_gpu_prep_reboot"))) if name in hosts \
+            else {"changes": [], "reboot": False, "refusals": []}
+        agents = [_agent(a, hostvars[a], guests) for a in agents_of.get(name, []) + (agents_of.get(node, []) if node != name else [])]
+        nodes.append({"name": name, "node": node, "host": host, "agents": [a for a in agents if a["vmid"] is not None],
+                      "guests": guests})
+    status = dict(info.get("cluster") or {"name": None, "nodes": []}, qdevice_votes=int(qdevice_votes or 0))
+    try:
+        result = fleet.plan(nodes, status, ha_resources=info.get("ha_resources") or [],
+                            budgets=[fleet.budget_from_k8s(b) for b in _resources(budgets, "budgets")],
+                            pods=[fleet.pod_from_k8s(p) for p in _resources(pods, "pods")],
+                            options={"batch": batch, "max_unavailable": max_unavailable, "allow_ha": to_bool(allow_ha)})
+    except ValueError as exc:
+        raise AnsibleFilterError("fleet_plan: %s" % exc) from exc
+    if not info.get("cluster") and any(n["reboot"] for n in result["nodes"]):
+        result["refusals"].append({"kind": "cluster_unknown", "node": None, "option": "gpu_vm_proxmox_api_host",
+                                   "message": "a host would reboot but the Proxmox VE cluster status was not read",
+                                   "fix": "set gpu_vm_proxmox_api_host and its credentials so the plan can read the "
+                                          "cluster's quorum"})
+        result["ok"] = False
+    result["lines"] = fleet.plan_lines(result)
+    return result
+
+
+def fleet_plan_lines(plan):
+    if not isinstance(plan, Mapping) or "nodes" not in plan:
+        raise AnsibleFilterError("fleet_plan_lines expects the dictionary from fleet_plan")
+    return fleet.plan_lines(_plain(plan))
+
+
+class FilterModule:
+    """The rolling chain's fleet plan."""
+
+    def filters(self):
+        return {"fleet_plan": fleet_plan, "fleet_plan_lines": fleet_plan_lines}

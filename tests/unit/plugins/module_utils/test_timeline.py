@@ -1,0 +1,132 @@
+"""timeline: events, the rolling chain's rules over them, and the downtime windows."""
+
+import json
+
+import pytest
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import timeline
+
+FULL = ["cordon", "drain", "guest_stop", "host_change", "host_reboot", "host_up", "vm_config", "guest_start", "ready",
+        "guest_verified", "labels", "uncordon", "done"]
+
+
+def _node(node, guest, start, names=FULL):
+    return [timeline.event(node, name, guest if name in timeline.GUEST_EVENTS or name in ("cordon", "drain", "ready")
+                           else None, t=start + i) for i, name in enumerate(names)]
+
+
+def _fleet():
+    events = [timeline.event(n, "plan", t=0.5) for n in ("pve-1", "pve-2", "pve-3")]
+    events += _node("pve-1", 120, 1) + _node("pve-2", 121, 20) + _node("pve-3", 122, 40, [
+        n for n in FULL if n not in ("host_reboot", "host_up")])
+    return events
+
+
+def test_a_rolling_run_keeps_every_rule():
+    assert timeline.validate(_fleet(), agents=[120, 121, 122]) == []
+
+
+def test_event_shape():
+    item = timeline.event("pve-1", "guest_stop", "120", "shutdown", t=12.34567)
+    assert item == {"t": 12.346, "node": "pve-1", "guest": 120, "event": "guest_stop", "detail": "shutdown"}
+    with pytest.raises(ValueError, match="unknown timeline event 'reboot'"):
+        timeline.event("pve-1", "reboot")
+    assert timeline.validate([{"t": "x", "node": 1, "guest": "a", "event": "nope"}]) == [
+        "event 0: unknown event 'nope'", "event 0: t must be epoch seconds, got 'x'", "event 0: node must be a name or null",
+        "event 0: guest must be a VMID or null"]
+    assert timeline.validate([{"t": 1, "node": "a", "guest": None, "event": "guest_stop"}]) == [
+        "event 0: guest_stop needs its guest"]
+
+
+def test_order_within_a_node():
+    events = _node("pve-1", 120, 1)
+    swapped = [dict(e) for e in events]
+    # the host reboots before the guest stopped
+    swapped[2]["t"], swapped[4]["t"] = swapped[4]["t"], swapped[2]["t"]
+    assert any("out of order" in p for p in timeline.validate(swapped))
+    # a repeated event for a second agent is fine
+    two = events[:3] + [timeline.event("pve-1", "guest_stop", 125, t=3.5)] + events[3:]
+    assert timeline.validate(two) == []
+
+
+def test_nothing_after_done_or_after_a_failure():
+    events = _node("pve-1", 120, 1) + [timeline.event("pve-1", "labels", t=100)]
+    assert timeline.validate(events) == ["labels on pve-1 after its done"]
+    failed = _node("pve-1", 120, 1, FULL[:5] + ["failed"]) + _node("pve-2", 121, 20)
+    problems = timeline.validate(failed)
+    assert "cordon on pve-2 before pve-1 was done" in problems
+    assert "cordon on pve-2 after pve-1 failed" in problems
+
+
+def test_the_next_node_waits_for_done():
+    events = _node("pve-1", 120, 1) + _node("pve-2", 121, 5)  # pve-2 cordoned while pve-1 still in its window
+    assert "cordon on pve-2 before pve-1 was done" in timeline.validate(events)
+    # in batches of two the pair may overlap, the third may not start before both are done
+    pair = _node("pve-1", 120, 1) + _node("pve-2", 121, 1.5) + _node("pve-3", 122, 14)
+    assert timeline.validate(pair, batch=2) == []
+    early = _node("pve-1", 120, 1) + _node("pve-2", 121, 1.5) + _node("pve-3", 122, 13.2)
+    assert timeline.validate(early, batch=2) == ["cordon on pve-3 before pve-2 was done"]
+
+
+def test_one_stop_and_one_start_per_guest():
+    events = _fleet() + [timeline.event("pve-1", "guest_stop", 120, t=10.5)]
+    assert "guest 120 stopped 2 times" in timeline.validate(events)
+    # the old link-ordered chain restarts each agent twice: stop, start, stop, start
+    twice = _node("pve-1", 120, 1, ["guest_stop", "guest_start", "cordon", "drain", "guest_stop", "vm_config", "guest_start",
+                                    "done"])
+    problems = timeline.validate(twice, agents=[120])
+    assert "guest 120 stopped 2 times" in problems and "guest 120 started 2 times" in problems
+    assert "agent 120: 2 stop(s) and 2 start(s), one of each expected" in problems
+    missing = [e for e in _fleet() if not (e["event"] == "guest_start" and e["guest"] == 121)]
+    assert timeline.validate(missing, agents=[121]) == ["agent 121: 1 stop(s) and 0 start(s), one of each expected"]
+
+
+def test_plan_events():
+    late_plan = _node("pve-1", 120, 1) + [timeline.event("pve-1", "plan", t=50)]
+    assert timeline.validate(late_plan) == ["plan on pve-1 after its window began"]
+    assert timeline.validate([timeline.event(None, "plan", t=1)]) == []
+    assert timeline.validate([timeline.event(None, "cordon", t=1)]) == ["cordon at 1.000 has no node"]
+
+
+def test_windows_per_node():
+    found = timeline.windows(_fleet())
+    assert [w["node"] for w in found] == ["pve-1", "pve-2", "pve-3"]
+    first = found[0]
+    # guest_stop at t=3, guest_start at t=8
+    assert (first["start"], first["end"], first["seconds"], first["guests"], first["reboot"], first["status"]) == (
+        3, 8, 5.0, {120: 5.0}, True, "done")
+    assert found[2]["reboot"] is False and found[2]["seconds"] == 3.0
+    lines = timeline.window_lines(_fleet())
+    assert lines[0] == "pve-1: done; window 5.0 s (host rebooted); guests: 120 5.0 s; 12.0 s in all"
+    assert lines[2] == "pve-3: done; window 3.0 s; guests: 122 3.0 s; 10.0 s in all"
+    quiet = timeline.window_lines([timeline.event("pve-9", "done", t=1)])
+    assert quiet == ["pve-9: done; window none; guests: none stopped; 0.0 s in all"]
+
+
+def test_dump_and_load_round_trip():
+    events = _fleet()
+    text = timeline.dump(list(reversed(events)))  # plan events share a time: order by time only
+    assert json.loads(text)["events"][0]["event"] == "plan"
+    loaded = timeline.load(text)
+    assert [e["t"] for e in loaded] == sorted(e["t"] for e in events)
+    assert sorted(map(json.dumps, loaded)) == sorted(json.dumps(e, sort_keys=True) for e in events)
+    with pytest.raises(ValueError, match="events"):
+        timeline.load("[]")
+
+
+def test_the_lab_prints_the_windows(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+    spec = importlib.util.spec_from_file_location("lab_chain", os.path.join(root, "lab", "chain.py"))
+    chain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(chain)
+    monkeypatch.setattr(chain, "CHAIN_DIR", str(tmp_path))
+    assert chain.print_timeline("site") == []
+    (tmp_path / "site-timeline-site.json").write_text(timeline.dump(_node("chain-pve", 120, 1) + [
+        timeline.event("chain-pve", "guest_stop", 120, t=30)]))
+    lines = chain.print_timeline("site")
+    assert lines[0].startswith("chain-pve: done; window 5.0 s (host rebooted); guests: 120")
+    assert "RULE BROKEN: guest_stop on chain-pve after its done" in lines
+    assert "RULE BROKEN: guest 120 stopped 2 times" in lines
+    assert "timeline of the site run" in capsys.readouterr().out
