@@ -781,8 +781,15 @@ class Recreate:
                     % (p["template"], template_row["node"], ", ".join(local), node),
                     fix="use a template on node %s, or put the template's disks on shared storage." % node,
                     details={"option": "template", "value": p["template"]})
+        # the values the clone will get, proven now: a bad cores, ipconfig0 or storage must not surface after the destroy
+        self._node = node
+        config = {k: v for k, v in template.items() if k != "template"}
+        clone = {"vmid": vmid, "node": node, "status": "stopped", "lock": None, "template": False, "config": config, "pending": [],
+                 "digest": None}
+        Proof(self.api, clone, Q35_INPUTS).run(vm_plan.plan(config, self.desired_for_clone(config, vm)))
         if vm is None:
             return
+        Proof(self.api, vm, {}).check_vm()
         missing = [k for k in data_disks(vm["config"]) if k not in template and k not in (p.get("recreate_drop_disks") or [])]
         if missing:
             raise PassthroughError(
