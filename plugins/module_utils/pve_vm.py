@@ -28,6 +28,7 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors imp
 
 LONG_TASK = 3600
 START_MARK = "[homelab.gpu_passthrough] start pending:"
+MARKED_TEXT = "; it is left stopped and marked in its description, so the next run starts it."
 # Seconds the shutdown task may run past its own timeout before the wait gives up on it.
 SHUTDOWN_GRACE = 30
 WAIT_RETRY_PAUSE = 0.5
@@ -243,8 +244,7 @@ class VmService:
             return
         marked = mark_on_failure and self._mark(vm, ended)
         raise PassthroughError(
-            "VM %s could not be started: %s%s" % (vmid, ended, "; it is left stopped and marked in its description, so the next run "
-                                                                "starts it." if marked else "."),
+            "VM %s could not be started: %s%s" % (vmid, ended, MARKED_TEXT if marked else "."),
             fix="correct the cause named above (the task log has details) and run again.",
             link="vm_config",
             details={"vmid": vmid, "start_pending": bool(marked)},
@@ -282,7 +282,7 @@ class VmService:
                     stopped_by_us = True
                     if vm["pending"] and desired is not None:
                         fresh = self.read(vm["node"], vm["vmid"])
-                        rest = [s for s in vm_plan.plan(fresh["config"], desired, running=False, user=self.api.authid)]
+                        rest = vm_plan.plan(fresh["config"], desired, running=False, user=self.api.authid)
                         rest = [s for s in rest if s["action"] in ("set_config", "delete")]
                         tail = [s for s in steps[index + 1:] if s["action"] not in ("set_config", "delete")]
                         steps = steps[: index + 1] + rest + tail
@@ -414,7 +414,7 @@ class Proof:
         if key == "machine":
             self.check_machine(value)
         elif key == "efidisk0":
-            volume = str(value).split(",")[0]
+            volume = str(value).split(",", maxsplit=1)[0]
             if vm_plan.NEW_DISK_RE.match(volume):
                 self.check_storage(key, volume.split(":", 1)[0])
         elif key in ("cores", "sockets", "memory"):
@@ -468,7 +468,7 @@ class Proof:
         text = str(value)
         number = int(text) if text.isdigit() else None
         if key == "memory":
-            number = int(pve_config.parse_properties(text, "current").get("current", "x")) if text.split(",")[0].isdigit() else None
+            number = int(pve_config.parse_properties(text, "current").get("current", "x")) if text.split(",", maxsplit=1)[0].isdigit() else None
         minimum = 16 if key == "memory" else 1  # qemu-server: $confdesc memory (min 16 MiB), cores/sockets (min 1)
         if number is None or number < minimum:
             self.refuse(key, value, "%s must be a whole number of at least %d%s" % (key, minimum, " MiB" if key == "memory" else ""),
@@ -531,7 +531,7 @@ class Proof:
                 mapping = hostpci.parse(value)["mapping"]
                 if mapping:
                     needed.setdefault("/mapping/pci/%s" % mapping, set()).add("Mapping.Use")
-            if key == "efidisk0" and value and vm_plan.NEW_DISK_RE.match(str(value).split(",")[0]):
+            if key == "efidisk0" and value and vm_plan.NEW_DISK_RE.match(str(value).split(",", maxsplit=1)[0]):
                 needed.setdefault("/storage/%s" % str(value).split(":", 1)[0], set()).add("Datastore.AllocateSpace")
         if any(s["action"] in ("shutdown", "start") for s in steps):
             needed.setdefault(vms, set()).add("VM.PowerMgmt")
@@ -541,8 +541,8 @@ class Proof:
             if missing:
                 keys_needing = sorted(k for k in keys if privilege_for(k) in missing) or keys
                 raise PassthroughError(
-                    "API user %s lacks %s on %s, needed to set %s; nothing was changed or stopped." % (user, ", ".join(missing), path,
-                                                                                                      ", ".join(keys_needing)),
+                    "API user %s lacks %s on %s, needed to set %s; nothing was changed or stopped."
+                    % (user, ", ".join(missing), path, ", ".join(keys_needing)),
                     fix="grant %s on %s to %s (e.g. role PVEVMAdmin on /vms, PVEMappingUser on /mapping/pci), or leave those "
                         "options out." % (", ".join(missing), path, user),
                     details={"option": keys_needing[0], "missing": missing, "path": path},
@@ -680,7 +680,7 @@ def data_disks(config):
     for key, value in config.items():
         if vm_plan.PROTECTED_DISK_RE.match(key) and not key.startswith("unused"):
             text = str(value)
-            if "media=cdrom" in text or "cloudinit" in text.split(",")[0]:
+            if "media=cdrom" in text or "cloudinit" in text.split(",", maxsplit=1)[0]:
                 continue
             keys.append(key)
     return sorted(keys, key=pve_config.slot_sort_key)
@@ -781,8 +781,15 @@ class Recreate:
                     % (p["template"], template_row["node"], ", ".join(local), node),
                     fix="use a template on node %s, or put the template's disks on shared storage." % node,
                     details={"option": "template", "value": p["template"]})
+        # the values the clone will get, proven now: a bad cores, ipconfig0 or storage must not surface after the destroy
+        self._node = node
+        config = {k: v for k, v in template.items() if k != "template"}
+        clone = {"vmid": vmid, "node": node, "status": "stopped", "lock": None, "template": False, "config": config, "pending": [],
+                 "digest": None}
+        Proof(self.api, clone, Q35_INPUTS).run(vm_plan.plan(config, self.desired_for_clone(config, vm)))
         if vm is None:
             return
+        Proof(self.api, vm, {}).check_vm()
         missing = [k for k in data_disks(vm["config"]) if k not in template and k not in (p.get("recreate_drop_disks") or [])]
         if missing:
             raise PassthroughError(
