@@ -12,6 +12,7 @@ is HTTP 400 "Parameter verification failed." with `errors` per parameter (`valid
 """
 
 import functools
+import ipaddress
 import json
 import os
 import re
@@ -38,6 +39,18 @@ INDEXED_RE = re.compile(r"^([a-z][a-z_-]*?)(\d+)$")
 # below these paths the rest of the URI is one path parameter (volume IDs contain '/'): pve-storage
 # `src/PVE/API2/Storage/Status.pm` mounts `{storage}/content` with `fragmentDelimiter => ''`
 GREEDY_PREFIXES = (("nodes", "{node}", "storage", "{storage}", "content"),)
+
+# value checks of formats apidata.js gives only as typetext (key names, no values): qemu-server
+# `src/PVE/QemuServer/Network.pm` ($ipconfig_fmt) and `src/PVE/QemuServer/PCI.pm` ($hostpci_fmt, $PCIRE)
+_PCIRE = r"(?:[a-f0-9]{4,}:)?[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?"
+_HEX_ID = {"pattern": r"^0x[0-9a-fA-F]{4}$"}
+TYPETEXT_VALUES = {
+    "pve-qm-ipconfig": {"ip": {"format": "pve-ipv4-config"}, "gw": {"format": "ipv4", "requires": "ip"},
+                        "ip6": {"format": "pve-ipv6-config"}, "gw6": {"format": "ipv6", "requires": "ip6"}},
+    "pve-qm-hostpci": {"host": {"pattern": "%s(;%s)*" % (_PCIRE, _PCIRE)}, "mapping": {"format": "pve-configid"},
+                       "romfile": {"pattern": "[^,;]+"}, "mdev": {"pattern": r"[^/\.:]+"}, "vendor-id": _HEX_ID,
+                       "device-id": _HEX_ID, "sub-vendor-id": _HEX_ID, "sub-device-id": _HEX_ID},
+}
 
 UNDEFINED = "property is not defined in schema and the schema does not allow additional properties"
 MISSING = "property is missing and it is not optional"
@@ -131,6 +144,12 @@ class ApiSchema:
                     node = node.setdefault("fixed:" + comp, {})
             node["methods"] = methods
             node["template"] = template
+        for methods in self.paths.values():
+            for info in methods.values():
+                for spec in (info.get("parameters") or {}).values():
+                    values = TYPETEXT_VALUES.get(spec.get("format_name")) if spec.get("derived_from") == "typetext" else None
+                    if values and isinstance(spec.get("format"), dict):
+                        spec["format"] = {key: dict(sub, **values.get(key, {})) for key, sub in spec["format"].items()}
 
     # ------------------------------------------------------------------------------------------ lookup
     def lookup(self, method, rel):
@@ -349,6 +368,9 @@ class ApiSchema:
         for key, spec in fmt.items():
             if key in res:
                 self.check_prop(res[key], spec, "%s.%s" % (path, key), errors)
+                requires = spec.get("requires")
+                if requires and requires not in res:
+                    _add(errors, "%s.%s" % (path, requires), self.requires_text("%s.%s" % (path, key)))
             elif not spec.get("optional") and not spec.get("alias"):
                 _add(errors, "%s.%s" % (path, key), MISSING)
         if errors:
@@ -441,6 +463,27 @@ def _verify_id(kind):
     return verify
 
 
+def _verify_ip(version, message, config_words=None):
+    """pve-common `src/PVE/JSONSchema.pm` `pve_verify_ipv4`/`ipv6`, and with `config_words` the
+    `pve_verify_ipv4_config`/`ipv6_config` forms (a word, or an address with a prefix of 8 up to the maximum)."""
+    def verify(value):
+        if config_words is not None:
+            if value in config_words:
+                return
+            address, sep, prefix = value.partition("/")
+            limit = 32 if version == 4 else 128
+            if not sep or not prefix.isdigit() or not 7 < int(prefix) <= limit:
+                raise _FormatDie(message)
+            value = address
+        try:
+            parsed = ipaddress.ip_address(value)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.version != version or "%" in value:
+            raise _FormatDie(message)
+    return verify
+
+
 def _verify_disk_size(value):
     """pve-common `src/PVE/JSONSchema.pm` `pve_verify_disk_size` over `parse_size`."""
     if not re.match(r"^(\d+(\.\d+)?)([KMGT](?:iB)?)?\Z", value):
@@ -459,5 +502,9 @@ NAMED_FORMATS = {
     "pve-bridge-id": _verifier(r"^[-_.\w\d]+\Z", "invalid bridge ID '%s'"),
     "mac-addr": _verifier(r"^[a-f0-9][02468ace](?::[a-f0-9]{2}){5}\Z", "value does not look like a valid unicast MAC address", re.I),
     "disk-size": _verify_disk_size,
+    "ipv4": _verify_ip(4, "value does not look like a valid IPv4 address\n"),
+    "ipv6": _verify_ip(6, "value does not look like a valid IPv6 address\n"),
+    "pve-ipv4-config": _verify_ip(4, "value does not look like a valid ipv4 network configuration\n", ("dhcp", "manual")),
+    "pve-ipv6-config": _verify_ip(6, "value does not look like a valid ipv6 network configuration\n", ("auto", "dhcp", "manual")),
     "pve-tag": _verifier(r"^[a-z0-9_][a-z0-9_\-+.]*\Z", "invalid characters in tag", re.I),
 }

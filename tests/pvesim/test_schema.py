@@ -88,6 +88,20 @@ REFUSED = [
     ("typetext format: ipconfig", "PUT", CONFIG, {"ipconfig0": "ip=10.0.0.5/24,gateway=10.0.0.1"}, {"ipconfig0": invalid_key("gateway")}),
     ("typetext format: hostpci enum", "PUT", CONFIG, {"hostpci0": "mapping=igpu,pcie=1,x-vga=yes,rombar=off,legacy-igd=2"},
      {"hostpci0": sub_error("hostpci0", "legacy-igd", "type check ('boolean') failed - got '2'")}),
+    ("typetext values: ipconfig address", "PUT", CONFIG, {"ipconfig0": "ip=10.0.0.300/24,gw=10.0.0.1"},
+     {"ipconfig0": sub_error("ipconfig0", "ip", "invalid format - value does not look like a valid ipv4 network configuration\n")}),
+    ("typetext values: ipconfig prefix", "PUT", CONFIG, {"ipconfig0": "ip=10.0.0.5/33"},
+     {"ipconfig0": sub_error("ipconfig0", "ip", "invalid format - value does not look like a valid ipv4 network configuration\n")}),
+    ("typetext values: ipconfig gateway", "PUT", CONFIG, {"ipconfig0": "ip=dhcp,ip6=auto,gw6=10.0.0.1"},
+     {"ipconfig0": sub_error("ipconfig0", "gw6", "invalid format - value does not look like a valid IPv6 address\n")}),
+    ("typetext values: hostpci host", "PUT", CONFIG, {"hostpci0": "0000:00:2.0,pcie=1"},
+     {"hostpci0": sub_error("hostpci0", "host", "value does not match the regex pattern")}),
+    ("typetext values: hostpci mapping id", "PUT", CONFIG, {"hostpci0": "mapping=1gpu"},
+     {"hostpci0": sub_error("hostpci0", "mapping", "invalid format - invalid configuration ID '1gpu'\n")}),
+    ("typetext values: hostpci romfile", "PUT", CONFIG, {"hostpci0": "mapping=igpu,romfile=a;b"},
+     {"hostpci0": sub_error("hostpci0", "romfile", "value does not match the regex pattern")}),
+    ("typetext values: hostpci ids", "PUT", CONFIG, {"hostpci0": "mapping=igpu,vendor-id=8086"},
+     {"hostpci0": sub_error("hostpci0", "vendor-id", "value does not match the regex pattern")}),
     ("errors for several parameters", "POST", "/nodes/pve1/qemu/120/status/shutdown", {"timeout": "-1", "forcestop": "1"},
      {"timeout": "value must have a minimum value of 0", "forcestop": UNDEFINED}),
 ]
@@ -130,6 +144,9 @@ MODULE_REQUESTS = [
 ACCEPTED = [
     ("PUT", CONFIG, {"hostpci15": "mapping=igpu,pcie=on,x-vga=no,rombar=TRUE", "net31": "virtio,bridge=vmbr0"}),
     ("PUT", CONFIG, {"net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=1,tag=20", "ipconfig0": "ip=10.0.0.5/24,gw=10.0.0.1"}),
+    ("PUT", CONFIG, {"ipconfig1": "ip=dhcp", "ipconfig2": "ip6=2001:db8::5/64,gw6=2001:db8::1", "ipconfig3": "ip=manual,ip6=auto"}),
+    ("PUT", CONFIG, {"hostpci0": "0000:00:02.0;0000:00:02.1,pcie=1,romfile=igd.rom,vendor-id=0x8086,sub-device-id=0x3136",
+                     "hostpci1": "01:00.0,mdev=i915-GVTg_V5_4"}),
     ("PUT", CONFIG, {"scsi0": "volume=local-lvm:vm-120-disk-0,discard=on,iothread=1,size=32G", "unused255": "local-lvm:vm-120-disk-9"}),
     ("PUT", CONFIG, {"delete": ["hostpci1", "efidisk0"], "sshkeys": "ssh-ed25519%20AAAAC3Nz%20admin%40host", "onboot": "1"}),
     ("PUT", CONFIG, {"delete": "efidisk0", "force": "1", "cpu": "host,flags=+aes;-pcid,hidden=1"}),
@@ -176,6 +193,13 @@ def test_keys_new_in_9_are_refused_by_8_2(case):
                                               ("8.2", "missing property - 'force' requires this property")])
 def test_requires_is_worded_per_release(version, message):
     assert schema.load(version).check_request("PUT", CONFIG, {"force": "1"}).errors == {"delete": message}
+
+
+@pytest.mark.parametrize("version, message", [("9.1", "missing property required by 'ipconfig0.gw'"),
+                                              ("8.2", "missing property - 'ipconfig0.gw' requires this property")])
+def test_requires_inside_a_property_string(version, message):
+    errors = schema.load(version).check_request("PUT", CONFIG, {"ipconfig0": "gw=10.0.0.1"}).errors
+    assert errors == {"ipconfig0": "invalid format - format error\nipconfig0.ip: %s\n" % message}
 
 
 @pytest.mark.parametrize("version", VERSIONS)
