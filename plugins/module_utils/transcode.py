@@ -249,7 +249,8 @@ def probe(run, ffmpeg, workdir, scenarios=SCENARIOS, paths=PATHS, device="/dev/d
           timeout=120, source_fps=30, sizes=None, preset="veryfast", env=None, device_exists=os.path.exists):
     """Run every scenario on every path. ``run(argv, timeout, env) -> (rc, stdout, stderr, timed_out)``.
 
-    Returns ``{results: {scenario: {path: result}}, commands, lines, label_streams}``.
+    Returns ``{measurements: {scenario: {path: result}}, commands, lines, label_streams}`` (not ``results``:
+    Ansible reserves that key in a module's return).
     """
     sizes = dict(sizes or {})
     sizes.setdefault("encode", (1920, 1080))
@@ -278,7 +279,7 @@ def probe(run, ffmpeg, workdir, scenarios=SCENARIOS, paths=PATHS, device="/dev/d
             commands[scenario][path] = argv
             rc, out, err, timed_out = run(argv, timeout, env)
             results[scenario][path] = judge_run(rc, out, err, timed_out, source_fps, path, device)
-    return {"results": results, "commands": commands, "lines": summary(results, source_fps),
+    return {"measurements": results, "commands": commands, "lines": summary(results, source_fps),
             "label_streams": label_streams(results)}
 
 

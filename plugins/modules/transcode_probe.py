@@ -111,7 +111,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-results:
+measurements:
   description:
     - Scenario to path to the result of the run.
     - Each holds C(ok), C(fps), C(speed) (times real time), C(frames), C(streams) (real-time streams at

@@ -14,6 +14,7 @@ tools/env.sh.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -233,3 +234,21 @@ def test_stale_labels_removed_foreign_ones_kept_then_no_patch(tmp_path, k8s):
     output, _report = run_playbook(tmp_path, k8s, host_vars)
     assert k8s.requests("patch_node") == [], k8s.requests()
     assert recap(output)[NODE]["changed"] == 0, output
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_probe_on_this_machine_cpu_measured_vaapi_without_device(tmp_path, k8s):
+    # a render node file that is no device: no VA-API device to open; the CPU path runs for real, on a tiny bound
+    host_vars = dict(guest(tmp_path), gpu_worker_probe=True, gpu_worker_probe_frames=10, gpu_worker_probe_timeout=120,
+                     gpu_worker_probe_encode_size="160x120", gpu_worker_probe_source_size="320x240",
+                     gpu_worker_probe_output_size="160x90", gpu_worker_probe_label=True)
+    os.remove(os.path.join(host_vars["gpu_worker_dri_dir"], "renderD128"))
+    host_vars["gpu_worker_verify_strict"] = False
+    _output, report = run_playbook(tmp_path, k8s, host_vars)
+    probe = report["probe"]
+    for scenario in ("h264_1080p", "hevc_4k_to_h264_1080p"):
+        assert probe["results"][scenario]["cpu"]["ok"] is True and probe["results"][scenario]["cpu"]["fps"] > 0, probe
+        assert probe["results"][scenario]["vaapi"]["error"].startswith("no VA-API device"), probe
+    assert probe["label_streams"] == {}
+    labels = k8s.dump()["nodes"][NODE]["metadata"]["labels"]
+    assert not [k for k in labels if k.startswith("gpu.homelab.io/streams-")], labels

@@ -126,10 +126,10 @@ def test_probe_without_device_reports_no_vaapi_device():
 
     probe = transcode.probe(run, "ffmpeg", "/tmp/w", scenarios=["h264_1080p", "hevc_4k_to_h264_1080p"], frames=30,
                             timeout=60, device="/dev/dri/renderD128", device_exists=lambda path: False)
-    vaapi = probe["results"]["h264_1080p"]["vaapi"]
+    vaapi = probe["measurements"]["h264_1080p"]["vaapi"]
     assert vaapi["ok"] is False and vaapi["error"] == "no VA-API device: /dev/dri/renderD128 does not exist"
     assert "hostpci0" in vaapi["diagnosis"]
-    assert probe["results"]["hevc_4k_to_h264_1080p"]["cpu"]["ok"] is True
+    assert probe["measurements"]["hevc_4k_to_h264_1080p"]["cpu"]["ok"] is True
     # the source clip, then one CPU run per scenario; no VA-API run, each bounded by the timeout
     assert [c[0][-1] for c in calls] == ["-", "/tmp/w/source-hevc.mkv", "-"]
     assert all(c[1] == 60 for c in calls)

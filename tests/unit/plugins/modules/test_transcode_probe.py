@@ -18,11 +18,13 @@ def test_cpu_path_measures_and_vaapi_path_reports_no_device(tmp_path, capsys):
         "frames": 10, "timeout": 60, "encode_size": "160x120", "source_size": "320x240", "output_size": "160x90",
         "device": str(tmp_path / "renderD128"), "cpu_preset": "ultrafast"}, check_mode=True)
     assert out["changed"] is False
+    # Ansible renames a module's "results" key; the measurements have their own
+    assert "results" not in out
     for scenario in ("h264_1080p", "hevc_4k_to_h264_1080p"):
-        cpu = out["results"][scenario]["cpu"]
+        cpu = out["measurements"][scenario]["cpu"]
         assert cpu["ok"] is True, cpu
         assert cpu["frames"] == 10 and cpu["fps"] > 0 and cpu["cpu_percent"] is not None
-        vaapi = out["results"][scenario]["vaapi"]
+        vaapi = out["measurements"][scenario]["vaapi"]
         assert vaapi["ok"] is False and vaapi["error"].startswith("no VA-API device")
     assert out["label_streams"] == {}
 
