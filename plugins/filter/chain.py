@@ -29,8 +29,12 @@ def _tags(value, name):
     return [str(tag) for tag in value]
 
 
-def chain_selected(run_tags, skip_tags=None):
-    return selected_stages(_tags(run_tags, "run_tags") or ["all"], _tags(skip_tags, "skip_tags"))
+def chain_selected(run_tags, skip_tags=None, check_mode=False):
+    stages = selected_stages(_tags(run_tags, "run_tags") or ["all"], _tags(skip_tags, "skip_tags"))
+    if to_bool(check_mode):
+        # --check stops after the fleet plan
+        return dict.fromkeys(stages, False)
+    return stages
 
 
 def _plain(value):
@@ -55,7 +59,7 @@ def _diagnosis(hostvars):
                     iommu_pt=to_bool(hostvars.get("proxmox_gpu_prep_iommu_pt"), True), driver_mode=driver_mode)
 
 
-def chain_summary(hostvars, groups, limit=None, run_tags=None, skip_tags=None,
+def chain_summary(hostvars, groups, limit=None, run_tags=None, skip_tags=None, check_mode=False,
                   host_group="proxmox_hosts", agent_group="k3s_gpu_agents"):
     if not isinstance(hostvars, Mapping) or not isinstance(groups, Mapping):
         raise AnsibleFilterError("chain_summary expects hostvars as input and groups as its first argument")
@@ -75,7 +79,7 @@ def chain_summary(hostvars, groups, limit=None, run_tags=None, skip_tags=None,
             "label_node": hv.get("gpu_worker_label_node", True),
             "node_name": hv.get("gpu_worker_node_name") or None,
         })
-    return _chain_summary(hosts, agents, chain_selected(run_tags, skip_tags))
+    return _chain_summary(hosts, agents, chain_selected(run_tags, skip_tags, check_mode))
 
 
 def chain_summary_lines(rows):

@@ -29,6 +29,7 @@ PVE = ["pve-1", "pve-2", "pve-3"]
 AGENTS = ["k3s-agent-1", "k3s-agent-2", "k3s-agent-3"]
 # play name -> the link it belongs to
 LINKS = {
+    "Fleet plan - read everything, change nothing": "plan",
     "Prepare Proxmox VE hosts for GPU passthrough": "host",
     "Convert the k3s agent VMs and pass the GPU through": "vm",
     "Read the VM config back through the Proxmox VE API": "vm",
@@ -98,7 +99,7 @@ def test_syntax():
 
 def test_every_play_and_its_hosts():
     found = plays(site("--list-hosts", "--list-tasks"))
-    assert [link_of(p) for p in found] == ["host", "vm", "vm", "guest", "summary"]
+    assert [link_of(p) for p in found] == ["plan", "host", "vm", "vm", "guest", "summary"]
     by_link = {}
     for play in found:
         by_link.setdefault(link_of(play), []).append(play)
@@ -106,6 +107,7 @@ def test_every_play_and_its_hosts():
     for play in by_link["vm"] + by_link["guest"]:
         assert sorted(play[3]) == AGENTS
     assert sorted(by_link["summary"][0][3]) == sorted(PVE + AGENTS)
+    assert sorted(by_link["plan"][0][3]) == sorted(PVE + AGENTS)
     assert all(selected(p) for p in found if link_of(p) != "summary")
     assert any(name.endswith("Drain the Kubernetes node (DaemonSet pods stay, emptyDir pods go)") for name, _tags in by_link["vm"][0][4])
 
@@ -121,13 +123,14 @@ def test_serial_one_for_the_vm_link():
 def test_limit_to_one_agent():
     found = plays(site("--list-hosts", "--list-tasks", "--limit", "k3s-agent-2"))
     hosts = {i: p[3] for i, p in enumerate(found)}
-    assert [link_of(p) for p in found] == ["host", "vm", "vm", "guest", "summary"]
-    assert hosts == {0: [], 1: ["k3s-agent-2"], 2: ["k3s-agent-2"], 3: ["k3s-agent-2"], 4: ["k3s-agent-2"]}
+    assert [link_of(p) for p in found] == ["plan", "host", "vm", "vm", "guest", "summary"]
+    assert hosts == {0: ["k3s-agent-2"], 1: [], 2: ["k3s-agent-2"], 3: ["k3s-agent-2"], 4: ["k3s-agent-2"], 5: ["k3s-agent-2"]}
 
 
 def test_limit_to_one_node_and_its_agent():
     found = plays(site("--list-hosts", "--limit", "pve-2,k3s-agent-2"))
-    assert [sorted(p[3]) for p in found] == [["pve-2"], ["k3s-agent-2"], ["k3s-agent-2"], ["k3s-agent-2"], ["k3s-agent-2", "pve-2"]]
+    assert [sorted(p[3]) for p in found] == [["k3s-agent-2", "pve-2"], ["pve-2"], ["k3s-agent-2"], ["k3s-agent-2"], ["k3s-agent-2"],
+                                             ["k3s-agent-2", "pve-2"]]
 
 
 @pytest.mark.parametrize(
@@ -142,8 +145,10 @@ def test_limit_to_one_node_and_its_agent():
 )
 def test_tags_select_their_link(tags, links):
     found = plays(site("--list-tasks", "--tags", tags))
-    doing = {link_of(p) for p in found if link_of(p) != "summary" and selected(p)}
+    doing = {link_of(p) for p in found if link_of(p) not in ("summary", "plan") and selected(p)}
     assert doing == links, [(p[0], p[4]) for p in found]
+    # the fleet plan runs with the whole chain or --tags plan, not with one link's tags
+    assert not [p for p in found if link_of(p) == "plan" and selected(p)]
     # the summary always runs, and only its own tasks carry 'always' without a link tag
     summary = [p for p in found if link_of(p) == "summary"][0]
     assert [name for name, _tags in summary[4]] == ["Judge every link from what the roles left", "Show the chain", "Write the summary for other tools"]
@@ -151,7 +156,7 @@ def test_tags_select_their_link(tags, links):
 
 def test_skip_tags_leave_a_link_out():
     found = plays(site("--list-tasks", "--skip-tags", "host"))
-    assert {link_of(p) for p in found if link_of(p) != "summary" and selected(p)} == {"vm", "guest"}
+    assert {link_of(p) for p in found if link_of(p) != "summary" and selected(p)} == {"plan", "vm", "guest"}
 
 
 def test_links_not_selected_do_not_run_their_always_tasks():

@@ -54,3 +54,9 @@ def test_selected_and_bad_input():
         FILTERS["chain_summary_lines"]([{"host": "x"}])
     with pytest.raises(AnsibleFilterError, match="hostvars"):
         FILTERS["chain_summary"]([], GROUPS)
+
+
+def test_check_mode_selects_no_stage():
+    assert FILTERS["chain_selected"](["all"], [], check_mode=True) == {"host": False, "vm": False, "guest": False}
+    rows = FILTERS["chain_summary"](_hostvars(), GROUPS, limit=["pve-2"], run_tags=["all"], check_mode=True)
+    assert {r["status"] for r in rows} == {"skip"}
