@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+
+SUPPORTED = ("debian", "ubuntu")
+_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]*$")
+
 _ONE_LINE_RE = re.compile(
     r"^(?P<head>[ \t]*deb(?:-src)?[ \t]+(?:\[[^\]\n]*\][ \t]+)?\S+[ \t]+(?P<suite>\S+))"
     r"(?P<components>(?:[ \t]+[^\s#]+)*)(?P<tail>[ \t]*(?:#.*)?)$"
@@ -33,6 +38,59 @@ def parse_os_release(text):
             value = value[1:-1]
         values[key.strip()] = value
     return values
+
+
+def validate_components(components):
+    """Refuse components that are not plain words: APT splits the field on whitespace ('non free' is two)."""
+    if components is None:
+        return
+    if not components:
+        raise PassthroughError(
+            "components is an empty list, so there is nothing to add.",
+            fix="List the components to add, e.g. [non-free], or leave components unset for the defaults.",
+        )
+    for component in components:
+        if not isinstance(component, str) or not _COMPONENT_RE.match(component):
+            raise PassthroughError(
+                "Component %r is not a plain word (letters, digits and . + _ - only, no spaces); APT would read it as %s."
+                % (component, "nothing" if not str(component or "").strip() else "%d component(s)" % len(str(component).split())),
+                fix="Give each component as its own list item, e.g. [non-free, non-free-firmware].",
+            )
+
+
+def release_facts(text, path, components=None, codename=None):
+    """``(distribution, version_id, codename)`` from os-release text, refusing what the module cannot handle.
+
+    A missing os-release, or a distribution other than Debian or Ubuntu (Proxmox VE reports
+    ``ID=debian``), is a failure naming the file and the fix, never a silent no-op, unless both
+    the components and the codename are given, which is all the edit needs.
+    """
+    explicit = bool(components) and bool(codename)
+    if text is None:
+        if explicit:
+            return "", None, codename
+        raise PassthroughError(
+            "%s does not exist or cannot be read, so the distribution and its release are unknown; nothing was changed." % path,
+            fix="Point os_release at the host's os-release file, or give both components and codename.",
+            link="file",
+        )
+    release = parse_os_release(text)
+    distribution = release.get("ID", "").lower()
+    if distribution not in SUPPORTED and not explicit:
+        raise PassthroughError(
+            "%s names the distribution %r (%s), whose components this module does not know; nothing was changed."
+            % (path, distribution or "(no ID)", release.get("PRETTY_NAME") or "no PRETTY_NAME"),
+            fix="Give components and codename explicitly (and deb822_sources if the host uses one), or run it on Debian, Proxmox VE or Ubuntu.",
+            link="input",
+        )
+    codename = codename or release.get("VERSION_CODENAME") or release.get("UBUNTU_CODENAME") or None
+    if not codename:
+        raise PassthroughError(
+            "%s has no VERSION_CODENAME, so the entries of the running release cannot be told apart." % path,
+            fix="Give codename explicitly (for example bookworm or trixie).",
+            link="input",
+        )
+    return distribution, release.get("VERSION_ID"), codename
 
 
 def default_components(distribution, version_id=None):

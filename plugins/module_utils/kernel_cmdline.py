@@ -121,10 +121,43 @@ def _has_space_or_quote(text):
     return any(c in _WS for c in text) or '"' in text or "'" in text
 
 
+# update-grub sources /etc/default/grub as shell and GRUB parses the linux line of grub.cfg as its own
+# script language ($ expansion, \\ escapes, ; separators, { } blocks): an argument holding one of these
+# would be run or reshaped instead of reaching the kernel.
+_SHELL_TEXT = set("$`\\;&|<>(){}*?[]~#")
+
+
+def _shell_text(text):
+    """The first character of ``text`` that shells or GRUB would read as syntax, or None."""
+    for char in text:
+        if char in _SHELL_TEXT or (char not in _WS and (ord(char) < 0x20 or ord(char) == 0x7F)):
+            return char
+    return None
+
+
+def _refuse_shell_text(what, text):
+    char = _shell_text(text)
+    if char is not None:
+        raise PassthroughError(
+            "%s %r contains %r, which update-grub (a shell) or GRUB's own parser would read as syntax, not as text." % (what, text, char),
+            fix="Give plain kernel arguments: letters, digits and . , : = / + - _ @ % ! only.",
+        )
+
+
 def validate_args(present, absent):
     """Raise PassthroughError (link ``input``) for arguments that would break the line."""
     present = present or {}
     absent = absent or []
+    if isinstance(present, dict):
+        for key, value in present.items():
+            if isinstance(key, str):
+                _refuse_shell_text("Kernel argument name", key)
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                _refuse_shell_text("Value of kernel argument %r" % (key,), str(value))
+    if isinstance(absent, (list, tuple)):
+        for entry in absent:
+            if isinstance(entry, str):
+                _refuse_shell_text("Entry in absent", entry)
     if not isinstance(present, dict):
         raise PassthroughError("present must be a mapping of argument names to values, got %r." % (present,), fix="Write present as key: value pairs.")
     for key, value in present.items():
@@ -367,6 +400,72 @@ def kernel_cmdline_needs_rewrite(text, line):
     return len([ln for ln in (text or "").splitlines() if ln.strip()]) > 1
 
 
+def check_quotes(line, path):
+    """Refuse a command line whose double quotes do not pair up (link ``file``).
+
+    The kernel reads an unpaired quote as running to the end of the line, so every argument
+    appended after it would become part of that value instead of reaching the kernel.
+    """
+    if (line or "").count('"') % 2:
+        opened = (line or "").rfind('"')
+        raise PassthroughError(
+            "The command line in %s has an unpaired double quote (%s...), so arguments added after it would be part of that value; "
+            "nothing was changed." % (path, line[max(0, opened - 20) : opened + 20].strip()),
+            fix="Close or remove the quote in %s, then run again." % path,
+            link="file",
+        )
+
+
+# The arguments that say where the root file system is (boot=zfs: Proxmox VE's ZFS initramfs).
+ROOT_KEYS = ("root", "rootfstype", "rootflags", "boot")
+
+
+def has_root(line):
+    """Whether ``line`` carries a ``root=`` with a value."""
+    return any(split_arg(t)[0] == "root" and split_arg(t)[1] for t in parse(line or ""))
+
+
+def plan_kernel_cmdline(before, live, present, absent, path=KERNEL_CMDLINE_FILE, take_root_from_live=False):
+    """Plan the edit of ``/etc/kernel/cmdline``: ``(previous line, new line, changed, new file text)``.
+
+    ``before`` is the file's text (None when missing: it is then seeded from the live line without
+    the loader's arguments). The new line must carry ``root=``: kernel-install and
+    proxmox-boot-tool copy the file into the loader entry as it is, and an entry without ``root=``
+    does not boot (zz-proxmox-boot refuses it). With ``take_root_from_live`` the root arguments of
+    the live line are put in front; otherwise the edit is refused.
+    """
+    live_args = strip_loader_args(live or "")
+    if before is None:
+        if "\ufffd" in live_args:
+            raise PassthroughError(
+                "%s does not exist and the running command line it would be seeded from has bytes that are not UTF-8." % path,
+                fix="Write %s by hand (cat /proc/cmdline shows the running line), then run again." % path,
+                link="file",
+            )
+        previous = ""
+        new_line = set_args(live_args, present, absent)
+    else:
+        check_quotes(before, path)
+        previous = read_kernel_cmdline(before)
+        new_line = set_args(previous, present, absent)
+    if not has_root(new_line):
+        taken = [t for t in parse(live_args) if split_arg(t)[0] in ROOT_KEYS and split_arg(t)[0] not in [split_arg(x)[0] for x in parse(new_line)]]
+        if take_root_from_live and has_root(" ".join(taken)):
+            new_line = " ".join(taken + parse(new_line))
+        else:
+            state = "is empty" if before is not None and not previous else ("holds %r" % previous if before is not None else "does not exist")
+            known = [t for t in parse(live_args) if split_arg(t)[0] == "root"]
+            raise PassthroughError(
+                "%s %s: no root= argument, and a boot entry written from it would not find the root file system; nothing was changed."
+                % (path, state),
+                fix="Put the root arguments back into %s (%s), or set take_root_from_live: true to copy them from /proc/cmdline."
+                % (path, ("the running kernel has " + " ".join(known)) if known else "cat /proc/cmdline shows the running ones"),
+                link="file",
+            )
+    changed = before is None or kernel_cmdline_needs_rewrite(before, new_line)
+    return previous, new_line, changed, write_kernel_cmdline(new_line) if changed else before
+
+
 def strip_loader_args(line):
     """A live command line without what the boot loader adds (``BOOT_IMAGE=``, ``initrd=``)."""
     return " ".join(t for t in parse(line) if split_arg(t)[0] not in ("BOOT_IMAGE", "initrd"))
@@ -380,12 +479,13 @@ _ASSIGN_RE = re.compile(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=")
 class _Word:
     """One shell word as read from the text: its span, decoded value and quoting."""
 
-    def __init__(self, start, end, value, style, dynamic):
+    def __init__(self, start, end, value, style, dynamic, broken=None):
         self.start = start
         self.end = end
         self.value = value
         self.style = style  # "double", "single", "none" or "mixed"
         self.dynamic = dynamic  # contains $ or ` expansion
+        self.broken = broken  # why the text cannot be kept exactly (unterminated quote, continuation)
 
 
 def _read_word(text, i):
@@ -395,17 +495,21 @@ def _read_word(text, i):
     value = []
     parts = []
     dynamic = False
+    broken = None
     while i < n:
         c = text[i]
         if c in " \t\n;&|":
             break
         if c == "'":
             close = text.find("'", i + 1)
-            close = n if close < 0 else close
+            if close < 0:
+                broken = broken or "an unterminated single quote"
+                close = n
             value.append(text[i + 1 : close])
             parts.append("single")
             i = close + 1
         elif c == '"':
+            opened = i
             i += 1
             while i < n and text[i] != '"':
                 if text[i] == "\\" and i + 1 < n and text[i + 1] in '$`"\\\n':
@@ -417,11 +521,15 @@ def _read_word(text, i):
                     dynamic = True
                 value.append(text[i])
                 i += 1
+            if i >= n:
+                broken = "an unterminated double quote (opened at offset %d)" % opened
             parts.append("double")
             i += 1
         elif c == "`":
             close = text.find("`", i + 1)
-            close = n if close < 0 else close
+            if close < 0:
+                broken = broken or "an unterminated backquote"
+                close = n
             value.append(text[i : close + 1])
             dynamic = True
             parts.append("none")
@@ -437,6 +545,8 @@ def _read_word(text, i):
                     if depth == 0:
                         break
                 j += 1
+            if j >= n:
+                broken = broken or "an unterminated $("
             value.append(text[i : j + 1])
             dynamic = True
             parts.append("none")
@@ -444,6 +554,8 @@ def _read_word(text, i):
         elif c == "\\" and i + 1 < n:
             if text[i + 1] != "\n":
                 value.append(text[i + 1])
+            else:
+                broken = broken or "a line continuation (backslash at the end of a line)"
             parts.append("none")
             i += 2
         else:
@@ -461,12 +573,18 @@ def _read_word(text, i):
         style = "none"
     else:
         style = "mixed"
-    return _Word(start, min(i, n), "".join(value), style, dynamic)
+    return _Word(start, min(i, n), "".join(value), style, dynamic, broken)
 
 
 def grub_assignments(text, variable=GRUB_VARIABLE):
     """Every effective assignment of ``variable`` in a shell file, in order (comments skipped)."""
+    return _scan(text, variable)[0]
+
+
+def _scan(text, variable):
+    """``(assignments of variable, words whose quotes never close)``."""
     found = []
+    unterminated = []
     i = 0
     n = len(text)
     at_start = True
@@ -489,12 +607,61 @@ def grub_assignments(text, variable=GRUB_VARIABLE):
                 word = _read_word(text, match.end())
                 if match.group(1) == variable:
                     found.append(word)
+                if word.broken and "unterminated" in word.broken:
+                    unterminated.append(word)
                 i = max(word.end, match.end())
                 continue
         at_start = False
         word = _read_word(text, i)
+        if word.broken and "unterminated" in word.broken:
+            unterminated.append(word)
         i = max(word.end, i + 1)
-    return found
+    return found, unterminated
+
+
+_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def validate_grub_variable(name):
+    """Refuse a GRUB variable name that is not a plain shell name (it is written as ``NAME=...``)."""
+    if not isinstance(name, str) or not _SHELL_NAME.match(name):
+        raise PassthroughError(
+            "grub_variable %r is not a plain shell variable name, and update-grub sources the GRUB file as shell." % (name,),
+            fix="Use a name of letters, digits and underscores such as GRUB_CMDLINE_LINUX_DEFAULT.",
+            link="input",
+        )
+
+
+def check_grub_text(text, variable=GRUB_VARIABLE, path=None):
+    """Refuse a GRUB file the editor cannot keep exactly (link ``file``).
+
+    An unterminated quote anywhere makes ``update-grub`` read the following lines as part of that
+    value (it would pull ``GRUB_TIMEOUT=5`` into the command line); a continuation or a value
+    outside quotes in the assignment to edit joins shell words the editor would split. A quoted
+    value spanning lines is fine: it is rewritten onto one line, the same arguments.
+    """
+    found, unterminated = _scan(text or "", variable)
+    name = path or "the GRUB file"
+    if unterminated:
+        word = unterminated[0]
+        line = text.count("\n", 0, word.start) + 1
+        raise PassthroughError(
+            "%s has %s on line %d (%s), so the shell would read the lines after it as part of that value; nothing was changed."
+            % (name, word.broken, line, text[word.start :].split("\n", 1)[0].strip()),
+            fix="Close the quote on line %d of %s (sh -n %s shows the error), then run again." % (line, name, name),
+            link="file",
+        )
+    last = found[-1] if found else None
+    if last is not None and not last.broken and re.match(r"[ \t]*\\\n", text[last.end :]):
+        last.broken = "a line continuation after its value"
+    if last is not None and last.broken:
+        word = last
+        line = text.count("\n", 0, word.start) + 1
+        raise PassthroughError(
+            "%s in %s has %s on line %d, which an edit cannot keep exactly; nothing was changed." % (variable, name, word.broken, line),
+            fix='Write %s as one line, VALUE in double quotes (%s="quiet ..."), then run again.' % (variable, variable),
+            link="file",
+        )
 
 
 def read_grub(text, variable=GRUB_VARIABLE, path=None):
@@ -503,6 +670,7 @@ def read_grub(text, variable=GRUB_VARIABLE, path=None):
     Raises PassthroughError (link ``file``) when that value is built with shell expansion
     (``"$GRUB_CMDLINE_LINUX_DEFAULT iommu=pt"``), which cannot be edited as plain text.
     """
+    check_grub_text(text or "", variable, path)
     found = grub_assignments(text or "", variable)
     if not found:
         return None
@@ -540,6 +708,8 @@ def write_grub(text, variable, new_value):
     assigned, ``VARIABLE="value"`` is appended on a line of its own.
     """
     text = text or ""
+    validate_grub_variable(variable)
+    check_grub_text(text, variable)
     found = grub_assignments(text, variable)
     if not found:
         prefix = text if not text or text.endswith("\n") else text + "\n"
@@ -548,6 +718,25 @@ def write_grub(text, variable, new_value):
     if last.dynamic:
         read_grub(text, variable)
     return text[: last.start] + _encode(new_value, last.style) + text[last.end :]
+
+
+def grub_linux_conflicts(files, variable, present, absent):
+    """Tokens of ``GRUB_CMDLINE_LINUX`` (last assignment over ``(path, text)`` files) that clash with the edit.
+
+    The kernel gets ``GRUB_CMDLINE_LINUX`` besides ``GRUB_CMDLINE_LINUX_DEFAULT``, so an
+    ``intel_iommu=off`` there defeats the edit; only asked when editing the latter.
+    """
+    if variable != GRUB_VARIABLE:
+        return []
+    value = None
+    for path, text in files:
+        try:
+            found = read_grub(text, "GRUB_CMDLINE_LINUX", path=path)
+        except PassthroughError:
+            return []
+        if found is not None:
+            value = found
+    return conflicting_tokens(value or "", present, absent)
 
 
 def effective_grub_file(main, dropins, variable=GRUB_VARIABLE):

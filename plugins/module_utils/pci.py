@@ -38,9 +38,10 @@ _ID_PAIR = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{4})$")
 
 
 def _read_text(path):
+    """A sysfs or proc file's text, odd bytes replaced (only read, never written back); None if unreadable."""
     try:
-        with open(path) as handle:
-            return handle.read()
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", errors="replace")
     except OSError:
         return None
 

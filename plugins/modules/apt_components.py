@@ -20,7 +20,12 @@ description:
     C([signed-by=...]) and every other line stay as they are.
   - The distribution and codename come from O(os_release). By default Debian 12 and later get C(non-free) and
     C(non-free-firmware), Debian 11 C(non-free), Ubuntu C(universe) and C(multiverse).
-  - A file that does not exist is skipped. Does not refresh the package lists; do that when the task reports a change.
+  - A file that does not exist is skipped (with a warning when neither exists). Does not refresh the package lists; do
+    that when the task reports a change.
+  - Each component must be a plain word (letters, digits, C(.+_-)); an empty list or a component with a space
+    (C(non free)) is refused.
+  - A file that is not UTF-8 is only refused when it would have to change; it is then left as it is. Files are
+    replaced atomically, keeping their mode and owner, and no temporary file is left behind.
 author: homelab.gpu_passthrough maintainers (@homelab-gpu-passthrough)
 options:
   components:
@@ -42,9 +47,18 @@ options:
       - By default C(/etc/apt/sources.list.d/debian.sources) on Debian and C(/etc/apt/sources.list.d/ubuntu.sources) on Ubuntu.
     type: path
   os_release:
-    description: The os-release file naming the distribution (C(ID), C(VERSION_ID), C(VERSION_CODENAME)).
+    description:
+      - The os-release file naming the distribution (C(ID), C(VERSION_ID), C(VERSION_CODENAME)).
+      - When it is missing, or names a distribution other than Debian (Proxmox VE included) or Ubuntu, the task fails
+        naming the file and the fix, unless both O(components) and O(codename) are given.
     type: path
     default: /etc/os-release
+  root:
+    description:
+      - Directory the file options are read under; a path that leads outside it (C(..), a symlink) is refused. Meant for
+        tests and images.
+    type: path
+    default: /
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -108,8 +122,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.apt_sources import (
     add_components,
     default_components,
-    parse_os_release,
+    release_facts,
+    validate_components,
 )
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host_files import confine, read_for_edit, read_lenient, write_atomic
 
 DEB822_DEFAULTS = {
     "debian": "/etc/apt/sources.list.d/debian.sources",
@@ -117,26 +134,52 @@ DEB822_DEFAULTS = {
 }
 
 
-def _read(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
+def _plan(path, components, codename, deb822):
+    """``(before, after)`` of one sources file; None when it does not exist.
+
+    Bytes that are not UTF-8 are read with replacement; the file is refused only when it would
+    have to be written, since a rewrite would not keep them.
+    """
+    if not os.path.lexists(path):
         return None
+    option = "deb822_sources" if deb822 else "sources_list"
+    before = read_lenient(path) if os.path.isfile(path) else None
+    if before is None:
+        read_for_edit(path, option)  # a directory or an unreadable file: refused, naming it
+    after = add_components(before, components, codename=codename, deb822=deb822)
+    if after != before and "\ufffd" in before:
+        read_for_edit(path, option)  # refuses the bytes it could not keep
+    return before, after
 
 
-def _write(module, path, text):
-    """Replace the file atomically, keeping its owner and mode."""
-    tmp = "%s.gpu_passthrough.tmp" % path
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    st = os.stat(path)
-    os.chmod(tmp, st.st_mode & 0o7777)
-    try:
-        os.chown(tmp, st.st_uid, st.st_gid)
-    except PermissionError:
-        pass
-    module.atomic_move(tmp, path)
+def run(module):
+    p = module.params
+    root = p["root"] or "/"
+    validate_components(p["components"])
+    os_release = confine(root, p["os_release"], "os_release")
+    distribution, version_id, codename = release_facts(read_lenient(os_release), p["os_release"], p["components"], p["codename"])
+    components = p["components"] or default_components(distribution, version_id)
+    deb822 = p["deb822_sources"] or DEB822_DEFAULTS.get(distribution)
+    targets = [(confine(root, p["sources_list"], "sources_list"), False)]
+    if deb822:
+        targets.append((confine(root, deb822, "deb822_sources"), True))
+    planned = [(path, _plan(path, components, codename, is_deb822)) for path, is_deb822 in targets]
+    if all(plan is None for _path, plan in planned):
+        module.warn("None of %s exists, so no component was added." % ", ".join(path for path, _plan in planned))
+    changed = [(path, plan) for path, plan in planned if plan is not None and plan[0] != plan[1]]
+    if not module.check_mode:
+        for path, (_before, after) in changed:
+            write_atomic(path, after)
+    result = {
+        "changed": bool(changed),
+        "distribution": distribution,
+        "codename": codename,
+        "components": list(components),
+        "files": [path for path, _plan in changed],
+    }
+    if module._diff:
+        result["diff"] = [{"before_header": path, "after_header": path, "before": before, "after": after} for path, (before, after) in changed]
+    return result
 
 
 def main():
@@ -147,44 +190,14 @@ def main():
             sources_list=dict(type="path", default="/etc/apt/sources.list"),
             deb822_sources=dict(type="path"),
             os_release=dict(type="path", default="/etc/os-release"),
+            root=dict(type="path", default="/"),
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    release = parse_os_release(_read(params["os_release"]) or "")
-    distribution = release.get("ID", "").lower()
-    codename = params["codename"] or release.get("VERSION_CODENAME") or release.get("UBUNTU_CODENAME") or None
-    components = params["components"]
-    if components is None:
-        components = default_components(distribution, release.get("VERSION_ID"))
-    deb822 = params["deb822_sources"] or DEB822_DEFAULTS.get(distribution)
-
-    changed_files = []
-    diffs = []
-    targets = [(params["sources_list"], False)]
-    if deb822:
-        targets.append((deb822, True))
-    for path, is_deb822 in targets:
-        before = _read(path)
-        if before is None:
-            continue
-        after = add_components(before, components, codename=codename, deb822=is_deb822)
-        if after == before:
-            continue
-        changed_files.append(path)
-        diffs.append({"before_header": path, "after_header": path, "before": before, "after": after})
-        if not module.check_mode:
-            _write(module, path, after)
-
-    result = {
-        "changed": bool(changed_files),
-        "distribution": distribution,
-        "codename": codename,
-        "components": list(components),
-        "files": changed_files,
-    }
-    if module._diff:
-        result["diff"] = diffs
+    try:
+        result = run(module)
+    except PassthroughError as err:
+        module.fail_json(**err.to_result())
     module.exit_json(**result)
 
 

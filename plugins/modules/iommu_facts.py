@@ -189,9 +189,11 @@ def read_dmesg(module, vendor):
     if dmesg is None:
         return {"error": "dmesg was not found on the host."}
     try:
-        rc, out, err = module.run_command([dmesg], handle_exceptions=False)
+        rc, out, err = module.run_command([dmesg], handle_exceptions=False, encoding=None)
     except OSError as exc:
         return {"error": "dmesg could not run: %s" % exc}
+    # The kernel log holds whatever drivers printed: decode with replacement, never fail the facts on it.
+    out, err = [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else (v or "") for v in (out, err)]
     # Unprivileged reads fail when kernel.dmesg_restrict=1; report it instead of failing the facts.
     if rc != 0:
         return {"error": (err or out or "dmesg exited with %d" % rc).strip()}

@@ -66,6 +66,13 @@ options:
       - The command line file read by C(proxmox-boot-tool refresh) and C(kernel-install).
     type: path
     default: /etc/kernel/cmdline
+  take_root_from_live:
+    description:
+      - When the systemd-boot command line file is empty or lacks C(root=), copy C(root=) (and C(rootfstype=), C(rootflags=),
+        C(boot=) that go with it) from the running command line (C(/proc/cmdline)) instead of refusing.
+      - Without it such a file is refused, since a loader entry without C(root=) does not boot.
+    type: bool
+    default: false
   backup:
     description:
       - Make a timestamped backup of the file before changing it.
@@ -93,6 +100,14 @@ notes:
   - Run with become, the files are owned by root.
   - Values with shell expansion in the GRUB file (for example C("$GRUB_CMDLINE_LINUX_DEFAULT iommu=pt")) are
     refused rather than rewritten.
+  - "Refused, writing nothing and leaving no temporary file: a O(kernel_cmdline_file) empty or without C(root=) (see
+    O(take_root_from_live)); a O(grub_variable) that is not a plain shell name; argument names or values holding shell or
+    GRUB syntax (C($), C(;), C(\\), backquotes, parentheses, braces, glob characters); a GRUB file with an unterminated
+    quote, or a line continuation outside quotes in the assignment to edit; a command line whose double quotes do not pair up
+    (the kernel would read the added arguments as part of that value); a file that is not UTF-8; a path that is a
+    directory; a path that leads outside O(root) (C(..) or a symlink); an immutable or append-only file (C(chattr +i)), a
+    read-only mount or a file this user cannot write. Each message names the file, the problem and the fix."
+  - The file is replaced atomically (a temporary file beside it, renamed over it), keeping its mode and owner.
 seealso:
   - name: Proxmox VE host bootloader
     description: Where Proxmox VE keeps the kernel command line and how to apply it.
@@ -185,47 +200,34 @@ refresh_required:
 
 import glob
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host_files import (
+    check_writable,
+    confine,
+    read_for_edit,
+    read_lenient,
+    write_atomic,
+)
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.kernel_cmdline import (
     carries,
-    conflicting_tokens,
+    check_quotes,
     detect_bootloader,
     effective_grub_file,
-    kernel_cmdline_needs_rewrite,
+    grub_linux_conflicts,
     parse,
+    plan_kernel_cmdline,
     read_grub,
-    read_kernel_cmdline,
     set_args,
-    split_arg,
-    strip_loader_args,
     validate_args,
+    validate_grub_variable,
     write_grub,
-    write_kernel_cmdline,
 )
 
 # Arguments that only make sense with a value: true here is YAML turning an unquoted on into a boolean.
 VALUED_KEYS = ("intel_iommu", "amd_iommu", "iommu", "vfio-pci.ids", "vfio_pci.ids", "video", "i915.enable_gvt", "i915.enable_guc")
-
 PBT_LOCATIONS = ("/usr/sbin/proxmox-boot-tool", "/usr/bin/proxmox-boot-tool", "/sbin/proxmox-boot-tool")
-
-
-def _under(root, path):
-    return os.path.join(root, path.lstrip("/"))
-
-
-def _read(path):
-    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-        return handle.read()
-
-
-def _read_optional(path):
-    try:
-        return _read(path)
-    except OSError:
-        return None
 
 
 def _pbt_status(module, root):
@@ -235,7 +237,7 @@ def _pbt_status(module, root):
     elif module.params["bootloader"] != "auto":
         return False, None
     else:
-        binary = next((p for p in (_under(root, c) for c in PBT_LOCATIONS) if os.access(p, os.X_OK)), None)
+        binary = next((p for p in (confine(root, c, "proxmox-boot-tool") for c in PBT_LOCATIONS) if os.access(p, os.X_OK)), None)
     if not binary:
         return False, None
     dummy, out, err = module.run_command([binary, "status"])
@@ -244,57 +246,36 @@ def _pbt_status(module, root):
 
 def _kernel_versions(root):
     versions = []
-    for path in glob.glob(_under(root, "/boot/vmlinuz-*")):
+    for path in glob.glob(confine(root, "/boot", "root") + "/vmlinuz-*"):
         version = os.path.basename(path)[len("vmlinuz-") :]
         if version and not version.endswith((".old", ".bak")) and ".dpkg-" not in version:
             versions.append(version)
     return versions
 
 
-def _check_writable(path):
-    directory = os.path.dirname(path) or "."
-    problem = None
-    if not os.path.isdir(directory):
-        problem = "its directory %s does not exist" % directory
-    elif os.path.exists(path) and not os.access(path, os.W_OK):
-        problem = "the file is not writable"
-    elif not os.access(directory, os.W_OK):
-        problem = "its directory %s is not writable" % directory
-    if problem:
+def _plan_grub(module, root, grub_main, present, absent):
+    p = module.params
+    main_text = read_for_edit(grub_main, "grub_file")
+    if main_text is None:
         raise PassthroughError(
-            "Cannot write %s: %s." % (path, problem),
-            fix="Run the task with become: true (as root), or fix the permissions of %s." % path,
+            "The GRUB defaults file %s does not exist." % grub_main,
+            fix="Install grub (grub-pc or grub-efi-amd64), or point grub_file at the file, or set bootloader: systemd-boot.",
             link="file",
         )
-
-
-def _write(module, path, content):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".%s." % os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
-            handle.write(content)
-    except Exception:
-        os.unlink(tmp)
-        raise
-    module.atomic_move(tmp, path)
-
-
-def _grub_warnings(module, files, variable, present, absent):
-    """Warn when GRUB_CMDLINE_LINUX also sets arguments this task manages: the kernel sees both."""
-    if variable != "GRUB_CMDLINE_LINUX_DEFAULT":
-        return
-    value = None
-    for path, text in files:
-        try:
-            found = read_grub(text, "GRUB_CMDLINE_LINUX", path=path)
-        except PassthroughError:
-            return
-        if found is not None:
-            value = found
-    if not value:
-        return
-    for token in conflicting_tokens(value, present, absent):
-        module.warn("GRUB_CMDLINE_LINUX also holds '%s', which the kernel gets besides %s; edit it there." % (token, variable))
+    dropins = [(path, read_lenient(path)) for path in sorted(glob.glob(os.path.join(grub_main + ".d", "*.cfg")))]
+    dropins = [(path, text) for path, text in dropins if text is not None]
+    target = effective_grub_file((grub_main, main_text), dropins, p["grub_variable"])
+    if target != grub_main:
+        confine(root, os.path.relpath(target, root), "grub_file drop-in")
+    before = main_text if target == grub_main else read_for_edit(target, "grub_file drop-in")
+    old_value = read_grub(before, p["grub_variable"], path=target)
+    check_quotes(old_value, "%s (%s)" % (target, p["grub_variable"]))
+    new_line = set_args(old_value or "", present, absent)
+    changed = old_value is None or parse(old_value) != parse(new_line)
+    after = write_grub(before, p["grub_variable"], new_line) if changed else before
+    for token in grub_linux_conflicts([(grub_main, main_text)] + dropins, p["grub_variable"], present, absent):
+        module.warn("GRUB_CMDLINE_LINUX also holds '%s', which the kernel gets besides %s; edit it there." % (token, p["grub_variable"]))
+    return target, before, after, " ".join(parse(old_value or "")), new_line, changed
 
 
 def run(module):
@@ -303,16 +284,19 @@ def run(module):
     present = p["present"] or {}
     absent = p["absent"] or []
     validate_args(present, absent)
+    validate_grub_variable(p["grub_variable"])
     for key in present:
         if present[key] is True and key in VALUED_KEYS:
             raise PassthroughError(
                 "Kernel argument %r got the value true; YAML reads an unquoted on/yes as a boolean." % key,
                 fix='Quote the value, e.g. %s: "on".' % key,
             )
-
+    grub_main = confine(root, p["grub_file"], "grub_file")
+    kc_path = confine(root, p["kernel_cmdline_file"], "kernel_cmdline_file")
+    for path, option in ((grub_main, "grub_file"), (kc_path, "kernel_cmdline_file")):
+        if os.path.isdir(path):
+            read_for_edit(path, option)  # refuses, naming the option
     pbt_present, pbt_status = _pbt_status(module, root)
-    grub_main = _under(root, p["grub_file"])
-    kc_path = _under(root, p["kernel_cmdline_file"])
     info = detect_bootloader(
         bootloader=p["bootloader"],
         pbt_present=pbt_present,
@@ -323,50 +307,14 @@ def run(module):
         grub_file=p["grub_file"],
         kernel_cmdline_file=p["kernel_cmdline_file"],
     )
-    live = _read_optional(_under(root, "/proc/cmdline"))
+    live = read_lenient(confine(root, "/proc/cmdline", "root"))
     live = " ".join(parse(live)) if live is not None else None
-
     if info["bootloader"] == "grub":
-        main_text = _read_optional(grub_main)
-        if main_text is None:
-            raise PassthroughError(
-                "The GRUB defaults file %s does not exist or cannot be read." % grub_main,
-                fix="Install grub (grub-pc or grub-efi-amd64), or point grub_file at the file, or set bootloader: systemd-boot.",
-                link="file",
-            )
-        dropins = []
-        for path in sorted(glob.glob(os.path.join(grub_main + ".d", "*.cfg"))):
-            text = _read_optional(path)
-            if text is not None:
-                dropins.append((path, text))
-        target = effective_grub_file((grub_main, main_text), dropins, p["grub_variable"])
-        before = main_text if target == grub_main else dict(dropins)[target]
-        old_value = read_grub(before, p["grub_variable"], path=target)
-        previous = " ".join(parse(old_value or ""))
-        new_line = set_args(old_value or "", present, absent)
-        changed = old_value is None or parse(old_value) != parse(new_line)
-        after = write_grub(before, p["grub_variable"], new_line) if changed else before
-        _grub_warnings(module, [(grub_main, main_text)] + dropins, p["grub_variable"], present, absent)
+        target, before, after, previous, new_line, changed = _plan_grub(module, root, grub_main, present, absent)
     else:
         target = kc_path
-        before = _read_optional(kc_path)
-        if before is None:
-            seed = strip_loader_args(live or "")
-            previous = ""
-            new_line = set_args(seed, present, absent)
-            changed = True
-        else:
-            previous = read_kernel_cmdline(before)
-            new_line = set_args(previous, present, absent)
-            changed = kernel_cmdline_needs_rewrite(before, new_line)
-        after = write_kernel_cmdline(new_line) if changed else before
-        if info["managed_by"] == "proxmox-boot-tool" and "root" not in [split_arg(t)[0] for t in parse(new_line)]:
-            raise PassthroughError(
-                "The new command line for %s has no root= argument; proxmox-boot-tool refresh refuses such a file." % target,
-                fix="Add root=... (e.g. root=ZFS=rpool/ROOT/pve-1 boot=zfs) to %s or to present." % target,
-                link="file",
-            )
-
+        before = read_for_edit(kc_path, "kernel_cmdline_file")
+        previous, new_line, changed, after = plan_kernel_cmdline(before, live, present, absent, kc_path, p["take_root_from_live"])
     result = {
         "changed": changed,
         "bootloader": info["bootloader"],
@@ -375,20 +323,21 @@ def run(module):
         "previous_cmdline": previous,
         "refresh_command": info["refresh_command"],
         "live_cmdline": live,
+        "reboot_required": changed if live is None else not carries(live, present, absent),
     }
-    if live is None:
-        result["reboot_required"] = changed
-    else:
-        result["reboot_required"] = not carries(live, present, absent)
     result["refresh_required"] = changed or result["reboot_required"]
     if changed and module._diff:
         result["diff"] = {"before": before or "", "after": after, "before_header": target, "after_header": target}
-
     if changed and not module.check_mode:
-        _check_writable(target)
+        check_writable(target)
         if p["backup"] and os.path.exists(target):
             result["backup_file"] = module.backup_local(target)
-        _write(module, target, after)
+        try:
+            write_atomic(target, after)
+        except PassthroughError:
+            if result.get("backup_file"):
+                os.unlink(result.pop("backup_file"))  # the file is unchanged, so is its copy
+            raise
     return result
 
 
@@ -401,6 +350,7 @@ def main():
             grub_file=dict(type="path", default="/etc/default/grub"),
             grub_variable=dict(type="str", default="GRUB_CMDLINE_LINUX_DEFAULT"),
             kernel_cmdline_file=dict(type="path", default="/etc/kernel/cmdline"),
+            take_root_from_live=dict(type="bool", default=False),
             backup=dict(type="bool", default=True),
             root=dict(type="path", default="/"),
         ),

@@ -232,9 +232,10 @@ def run_vainfo(module, vainfo, node, driver_name):
     env = {"LANG": "C", "LC_ALL": "C"}
     if driver_name:
         env["LIBVA_DRIVER_NAME"] = driver_name
-    rc, out, err = module.run_command([vainfo, "--display", "drm", "--device", node], environ_update=env)
+    # Bytes, decoded with replacement: drivers print what they like, and odd bytes must not fail the facts.
+    rc, out, err = module.run_command([vainfo, "--display", "drm", "--device", node], environ_update=env, encoding=None)
     # libva writes its "libva info:" lines to stderr, before vainfo prints to stdout.
-    result = parse("%s\n%s" % (err or "", out or ""))
+    result = parse((err or b"") + b"\n" + (out or b""))
     if rc != 0 and result["status"] == "ok":
         result["status"] = "failed"
         result["error"] = "vainfo exited with code %d" % rc

@@ -55,7 +55,9 @@ options:
   conf_path:
     description:
       - The modprobe.d file this module owns. It is rewritten as a whole, keeping lines it does not manage.
-      - Taken below O(root) when O(root) is not V(/).
+      - Taken below O(root) when O(root) is not V(/); a path that leads outside O(root) (C(..), a symlink) is refused.
+      - A directory, or a file that is not UTF-8 and would have to change, is refused and left as it is. The file is
+        replaced atomically and no temporary file is left behind.
       - An initramfs that loads vfio-pci early needs C(update-initramfs -u) after a change,
         see RV(initramfs_update_required).
     type: path
@@ -158,10 +160,10 @@ backup_file:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host_files import check_writable, confine, read_for_edit, read_lenient, write_atomic
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pci import (
     VFIO_DRIVER,
     bind_to_vfio,
@@ -171,13 +173,6 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pci import
     scan,
     vfio_driver_loaded,
 )
-
-
-def read_file(path):
-    if not os.path.exists(path):
-        return None
-    with open(path) as handle:
-        return handle.read()
 
 
 def alias_resolver(module):
@@ -190,16 +185,6 @@ def alias_resolver(module):
         return out.split() if rc == 0 else []
 
     return resolve
-
-
-def write_conf(module, path, text):
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".vfio_bind.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    module.atomic_move(tmp, path)
 
 
 def apply_runtime(module, root, facts, plan):
@@ -244,12 +229,12 @@ def main():
     )
     params = module.params
     root = params["root"]
-    conf_path = params["conf_path"] if root == "/" else os.path.join(root, params["conf_path"].lstrip("/"))
 
     try:
+        conf_path = confine(root, params["conf_path"], "conf_path")
         facts = scan(root)
         # Read even when not managing it: the file remembers the original drivers.
-        before = read_file(conf_path)
+        before = read_lenient(conf_path) if os.path.isfile(conf_path) else read_for_edit(conf_path, "conf_path")
         plan = plan_vfio(
             facts,
             root,
@@ -290,12 +275,20 @@ def main():
         module.exit_json(**result)
 
     if conf_changed:
-        if params["backup"] and before is not None:
-            result["backup_file"] = module.backup_local(conf_path)
-        if after is None:
-            os.remove(conf_path)
-        else:
-            write_conf(module, conf_path, after)
+        try:
+            if before is not None and "\ufffd" in before:
+                read_for_edit(conf_path, "conf_path")  # refuses bytes a rewrite would not keep
+            if not os.path.isdir(os.path.dirname(conf_path)):
+                os.makedirs(os.path.dirname(conf_path))
+            check_writable(conf_path)
+            if params["backup"] and before is not None:
+                result["backup_file"] = module.backup_local(conf_path)
+            if after is None:
+                os.remove(conf_path)
+            else:
+                write_atomic(conf_path, after)
+        except PassthroughError as err:
+            module.fail_json(**err.to_result())
 
     if params["runtime"]:
         try:

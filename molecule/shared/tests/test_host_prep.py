@@ -120,3 +120,18 @@ def test_bootloader_configuration_carries_the_args(host):
             assert arg in values, f"{arg} missing from /etc/default/grub: {values}"
         grub_cfg = host.file("/boot/grub/grub.cfg").content_string
         assert all(arg in grub_cfg for arg in REQUIRED_ARGS), "update-grub did not carry the args into grub.cfg"
+
+
+def test_boot_entry_read_back_carries_root_and_the_args(host):
+    """What the boot loader boots next, read back the way the role does before it reboots."""
+    result = host.ansible(
+        "homelab.gpu_passthrough.boot_entry_info", "present=" + ",".join(REQUIRED_ARGS), become=True, check=True
+    )
+    assert result["ok"] is True, result["msg"]
+    assert result["bootloader"] == _flavour(host), result["bootloader"]
+    assert result["entries"] and all(entry["ok"] for entry in result["entries"]), result["entries"]
+    for entry in result["entries"]:
+        args = entry["cmdline"].split()
+        assert any(arg.startswith("root=") for arg in args), entry
+        for arg in REQUIRED_ARGS:
+            assert arg in args, f"{arg} missing from {entry['where']} entry {entry['name']}: {args}"

@@ -5,6 +5,7 @@
 
 import pytest
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import apt_sources
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 
 DEBIAN = ["non-free", "non-free-firmware"]
 
@@ -114,3 +115,25 @@ def test_parse_os_release():
     text = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n# c\n'
     assert apt_sources.parse_os_release(text) == {
         "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)", "ID": "debian", "VERSION_ID": "12", "VERSION_CODENAME": "bookworm"}
+
+
+@pytest.mark.parametrize("components", [[], ["non free"], [""], ["a\tb"], ["main;x"], [None]])
+def test_components_must_be_plain_words(components):
+    with pytest.raises(PassthroughError):
+        apt_sources.validate_components(components)
+
+
+def test_plain_components_pass():
+    apt_sources.validate_components(["non-free", "non-free-firmware", "contrib", "universe"])
+    apt_sources.validate_components(None)
+
+
+def test_release_facts_refuse_unknown_or_missing():
+    with pytest.raises(PassthroughError) as caught:
+        apt_sources.release_facts(None, "/etc/os-release")
+    assert "/etc/os-release" in str(caught.value)
+    with pytest.raises(PassthroughError) as caught:
+        apt_sources.release_facts("ID=arch\n", "/etc/os-release")
+    assert "'arch'" in str(caught.value)
+    assert apt_sources.release_facts("ID=arch\n", "/etc/os-release", ["extra"], "rolling") == ("arch", None, "rolling")
+    assert apt_sources.release_facts('ID=debian\nVERSION_ID="13"\nVERSION_CODENAME=trixie\n', "x") == ("debian", "13", "trixie")

@@ -670,3 +670,53 @@ def test_detect_bootloader_errors(kwargs, words):
     if kwargs.get("bootloader") != "lilo":
         assert caught.value.link == "bootloader"
         assert "bootloader:" in caught.value.fix or "bootloader: grub" in message
+
+
+# ----------------------------------------------------------------- refusals of the core
+
+
+@pytest.mark.parametrize("name", ["GRUB CMDLINE", "X;reboot", "$(x)", "9X", "", None, "GRUB-X"])
+def test_grub_variable_must_be_a_shell_name(name):
+    with pytest.raises(PassthroughError) as caught:
+        kc.validate_grub_variable(name)
+    assert "plain shell variable name" in str(caught.value)
+    with pytest.raises(PassthroughError):
+        kc.write_grub(DEBIAN_GRUB, name, "quiet")
+
+
+def test_unterminated_quote_never_pulls_the_next_line_in():
+    text = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet\nGRUB_TIMEOUT=5\n'
+    with pytest.raises(PassthroughError) as caught:
+        kc.read_grub(text, path="/etc/default/grub")
+    assert "unterminated double quote" in str(caught.value) and "line 1" in str(caught.value)
+    with pytest.raises(PassthroughError):
+        kc.write_grub(text, kc.GRUB_VARIABLE, "quiet iommu=pt")
+
+
+def test_quoted_continuation_is_kept_as_the_same_arguments():
+    text = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet \\\n splash"\n'
+    assert kc.parse(kc.read_grub(text)) == ["quiet", "splash"]
+
+
+@pytest.mark.parametrize("value", ["$(reboot)", "a;b", "`x`", "a\\b", "{x}", "a|b", "*"])
+def test_shell_text_values_are_refused(value):
+    with pytest.raises(PassthroughError) as caught:
+        kc.validate_args({"initcall_blacklist": value}, [])
+    assert "syntax" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["8086:3e92,8086:a348", "efifb:off", "ttyS0,115200n8", "1", '"a b"', "ZFS=rpool/ROOT/pve-1", "!Windows"])
+def test_plain_values_pass(value):
+    kc.validate_args({"x": value}, [])
+
+
+def test_plan_kernel_cmdline_root_rules():
+    live = "initrd=\\EFI\\proxmox\\6.8.12-4-pve\\initrd.img root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet"
+    with pytest.raises(PassthroughError) as caught:
+        kc.plan_kernel_cmdline("\n", live, PASSTHROUGH, [], "/etc/kernel/cmdline")
+    assert "is empty" in str(caught.value) and "root=ZFS=rpool/ROOT/pve-1" in str(caught.value)
+    previous, line, changed, after = kc.plan_kernel_cmdline("\n", live, PASSTHROUGH, [], take_root_from_live=True)
+    assert line == "root=ZFS=rpool/ROOT/pve-1 boot=zfs intel_iommu=on iommu=pt" and changed and after == line + "\n"
+    assert kc.plan_kernel_cmdline(None, live, PASSTHROUGH, [])[1] == "root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet intel_iommu=on iommu=pt"
+    with pytest.raises(PassthroughError):
+        kc.plan_kernel_cmdline("root=/dev/sda1\n", live, {}, ["root"])

@@ -456,3 +456,14 @@ def test_plan_resolves_alias_for_a_device_already_on_vfio(tmp_path):
     assert plan["runtime"] == {"0000:04:00.0": None, "0000:04:00.1": None}
     assert "softdep amdgpu pre: vfio-pci" in plan["conf_after"]
     assert "softdep snd_hda_intel pre: vfio-pci" in plan["conf_after"]
+
+
+def test_scan_survives_non_utf8_sysfs_and_cmdline(tmp_path):
+    root = build_root(tmp_path, fixture("iommu/find-type-l-intel-igpu-alone-group2-sorted.txt"), cmdline="ro intel_iommu=on")
+    with open(os.path.join(root, "sys/bus/pci/devices/0000:00:02.0/vendor"), "wb") as handle:
+        handle.write(b"0x80\xff86\n")
+    with open(os.path.join(root, "proc/cmdline"), "wb") as handle:
+        handle.write(b"ro intel_iommu=on \xe9t\xe9\n")
+    facts = pci.scan(root)
+    assert facts["devices"]["0000:00:02.0"]["vendor_id"] is None
+    assert "intel_iommu=on" in facts["cmdline"]

@@ -394,3 +394,10 @@ def test_codec_report_unknown_names():
 def test_codec_report_accepts_a_single_name_and_junk_input():
     assert codec_report(parse(read("ihd-tigerlake-h-gen12-22.3.1-thinkpad-t15p.txt")), "av1_decode")["ok"] is True
     assert codec_report(None, ["h264_decode"])["missing"] == ["h264_decode"]
+
+
+def test_non_utf8_output_is_parsed_with_replacement():
+    with open(os.path.join(FIXTURE_DIR, "ihd-23.1.1-nonfree-k3s-node-profile-indent-stripped.txt"), "rb") as handle:
+        data = handle.read()
+    result = parse(data.replace(b"VAProfileNone", b"VAProfile\xffNone", 1) + b"\n\xfe\xff junk \x80\n")
+    assert result["status"] == "ok" and result["h264_decode"] is True

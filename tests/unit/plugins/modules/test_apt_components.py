@@ -3,8 +3,10 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """apt_components end to end: main() against files in a tmp directory; check mode, diff, second run."""
 
+import json
 import os
 
+import pytest
 from ansible_collections.homelab.gpu_passthrough.plugins.modules import apt_components
 from ansible_collections.homelab.gpu_passthrough.tests.unit.plugins.modules.module_runner import run_module
 
@@ -64,3 +66,111 @@ def test_ubuntu_multiverse_and_explicit_components(tmp_path, capsys):
 def test_nothing_to_edit(tmp_path, capsys):
     result = run_module(capsys, apt_components.main, _tree(tmp_path, BOOKWORM))
     assert result["changed"] is False and result["files"] == []
+
+
+# ----------------------------------------------------------------- refusals: nothing changes, no temp file
+
+
+def _snapshot(root):
+    found = {}
+    for directory, _dirs, files in os.walk(str(root)):
+        for name in files:
+            with open(os.path.join(directory, name), "rb") as handle:
+                found[os.path.relpath(os.path.join(directory, name), str(root))] = handle.read()
+    return found
+
+
+def _refused(capsys, tmp_path, args, *words):
+    before = _snapshot(tmp_path)
+    result = run_module(capsys, apt_components.main, args)
+    assert result.get("failed") is True, result
+    for word in words:
+        assert word in result["msg"] + " " + str(result["fix"]), (word, result["msg"])
+    assert _snapshot(tmp_path) == before
+    return result
+
+
+BOOKWORM_LIST = "deb http://deb.debian.org/debian bookworm main\n"
+
+
+@pytest.mark.parametrize(
+    "components, words",
+    [
+        (["non free"], ["'non free'", "2 component(s)", "own list item"]),
+        ([""], ["''", "nothing"]),
+        (["  "], ["not a plain word"]),
+        ([], ["empty list"]),
+        (["non-free", "contrib;rm"], ["'contrib;rm'"]),
+    ],
+)
+def test_components_must_be_plain_words(tmp_path, capsys, components, words):
+    args = _tree(tmp_path, BOOKWORM, sources_list=BOOKWORM_LIST)
+    _refused(capsys, tmp_path, dict(args, components=components), *words)
+
+
+def test_missing_os_release_fails_clearly(tmp_path, capsys):
+    args = _tree(tmp_path, BOOKWORM, sources_list=BOOKWORM_LIST)
+    os.remove(args["os_release"])
+    _refused(capsys, tmp_path, args, args["os_release"], "does not exist", "codename")
+
+
+def test_missing_os_release_with_explicit_components_and_codename_works(tmp_path, capsys):
+    args = _tree(tmp_path, BOOKWORM, sources_list=BOOKWORM_LIST)
+    os.remove(args["os_release"])
+    result = run_module(capsys, apt_components.main, dict(args, components=["contrib"], codename="bookworm"))
+    assert result["changed"] is True
+    assert (tmp_path / "sources.list").read_text() == "deb http://deb.debian.org/debian bookworm main contrib\n"
+
+
+@pytest.mark.parametrize("release", ['ID=fedora\nVERSION_ID=40\nPRETTY_NAME="Fedora Linux 40"\n', "NAME=unknown\n"])
+def test_unsupported_distribution_fails_clearly(tmp_path, capsys, release):
+    args = _tree(tmp_path, release, sources_list=BOOKWORM_LIST)
+    _refused(capsys, tmp_path, args, "distribution", "components and codename explicitly")
+
+
+def test_release_without_codename_fails(tmp_path, capsys):
+    args = _tree(tmp_path, 'ID=debian\nPRETTY_NAME="Debian GNU/Linux trixie/sid"\n', sources_list=BOOKWORM_LIST)
+    _refused(capsys, tmp_path, args, "VERSION_CODENAME", "codename explicitly")
+
+
+def test_non_utf8_sources_file_is_read_and_refused_only_when_it_must_change(tmp_path, capsys):
+    args = _tree(tmp_path, BOOKWORM)
+    (tmp_path / "sources.list").write_bytes(b"# caf\xe9\ndeb http://deb.debian.org/debian bookworm main non-free non-free-firmware\n")
+    assert run_module(capsys, apt_components.main, args)["changed"] is False
+    (tmp_path / "sources.list").write_bytes(b"# caf\xe9\ndeb http://deb.debian.org/debian bookworm main\n")
+    _refused(capsys, tmp_path, args, str(tmp_path / "sources.list"), "not UTF-8", "line 1")
+
+
+def test_sources_path_that_is_a_directory_is_refused(tmp_path, capsys):
+    args = _tree(tmp_path, BOOKWORM)
+    os.makedirs(tmp_path / "sources.list")
+    _refused(capsys, tmp_path, args, "is a directory", "sources_list")
+
+
+def test_paths_outside_root_are_refused(tmp_path, capsys):
+    root = tmp_path / "host"
+    (root / "etc/apt").mkdir(parents=True)
+    (root / "etc/os-release").write_text(BOOKWORM)
+    (tmp_path / "outside.list").write_text(BOOKWORM_LIST)
+    os.symlink(str(tmp_path / "outside.list"), str(root / "etc/apt/sources.list"))
+    args = {"root": str(root), "deb822_sources": "/etc/apt/sources.list.d/debian.sources"}
+    _refused(capsys, tmp_path, args, "sources_list", "leads outside", "symlink")
+    _refused(capsys, tmp_path, dict(args, sources_list="/etc/../../outside.list"), "sources_list", "leads outside")
+
+
+def test_write_failure_leaves_no_temp_file(tmp_path, capsys, monkeypatch):
+    from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import host_files
+
+    args = _tree(tmp_path, BOOKWORM, sources_list=BOOKWORM_LIST)
+
+    def replace(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(host_files.os, "replace", replace)
+    _refused(capsys, tmp_path, args, "chattr -i")
+
+
+def test_no_file_at_all_warns(tmp_path, capsys):
+    result = run_module(capsys, apt_components.main, _tree(tmp_path, BOOKWORM))
+    assert result["changed"] is False
+    assert "no component was added" in json.dumps(result.get("warnings", []))

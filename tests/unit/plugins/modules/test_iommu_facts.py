@@ -115,3 +115,23 @@ def test_no_dmesg_unless_asked(capsys, monkeypatch, alderlake):
     calls = _fake_dmesg(monkeypatch, 0, "")
     assert "dmesg" not in run(capsys, root=alderlake)["ansible_facts"]["iommu"]
     assert calls == []
+
+
+def test_dmesg_with_odd_bytes_gives_a_verdict(capsys, monkeypatch, alderlake):
+    text = fixture("dmesg/intel-proxmox-coffeelake-dell-grep-dmar-iommu-amdvi-full-success.txt").encode() + b"\nusb 1-1: Product: \xff\xfeCam\n"
+    _fake_dmesg(monkeypatch, 0, text, b"")
+    result = run(capsys, root=alderlake, dmesg=True)
+    assert "failed" not in result
+    assert result["ansible_facts"]["iommu"]["dmesg"]["iommu_enabled"] is True
+
+
+def test_sysfs_files_with_odd_bytes_do_not_fail_the_facts(capsys, alderlake):
+    with open(os.path.join(alderlake, "sys/bus/pci/devices/0000:00:02.0/class"), "wb") as handle:
+        handle.write(b"0x03\xff\xfe00\n")
+    with open(os.path.join(alderlake, "proc/cmdline"), "wb") as handle:
+        handle.write(b"root=/dev/sda1 intel_iommu=on iommu=pt \xe9\n")
+    result = run(capsys, root=alderlake, device="0000:00:02.0")
+    assert "failed" not in result
+    facts = result["ansible_facts"]["iommu"]
+    assert facts["devices"]["0000:00:02.0"]["class_id"] is None
+    assert "intel_iommu=on" in facts["cmdline"]

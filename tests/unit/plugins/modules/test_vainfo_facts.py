@@ -270,3 +270,25 @@ def test_check_mode_gives_the_same_facts(tmp_path, capsys):
     checked = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo, "_ansible_check_mode": True})
     assert checked["changed"] is False
     assert checked["ansible_facts"] == normal["ansible_facts"]
+
+
+def test_odd_bytes_in_vainfo_output_give_facts_not_a_failure(tmp_path, capsys):
+    with open(os.path.join(FIXTURE_DIR, OK_FIXTURE), "rb") as handle:
+        data = handle.read()
+    odd = os.path.join(str(tmp_path), "odd.txt")
+    with open(odd, "wb") as handle:
+        handle.write(data.replace(b"vainfo: Driver version:", b"vainfo: Driver version: \xff\xfe\xe9", 1))
+    failing = os.path.join(str(tmp_path), "odd-fail.txt")
+    with open(os.path.join(FIXTURE_DIR, NOGPU_FIXTURE), "rb") as handle:
+        data = handle.read()
+    with open(failing, "wb") as handle:
+        handle.write(b"libva info: \xff\xfe driver said \x80\n" + data)
+    dri = make_dri(tmp_path, ["renderD128", "renderD129"])
+    vainfo, _log = make_vainfo(tmp_path, {"renderD128": odd, "renderD129": failing})
+    out = run(capsys, {"dri_dir": dri, "vainfo_path": vainfo})
+    assert "failed" not in out
+    results = out["ansible_facts"]["vainfo"]["results"]
+    assert results[os.path.join(dri, "renderD128")]["status"] == "ok"
+    assert results[os.path.join(dri, "renderD128")]["h264_decode"] is True
+    assert results[os.path.join(dri, "renderD129")]["status"] != "ok"
+    assert "\ufffd" in json.dumps(results[os.path.join(dri, "renderD128")], ensure_ascii=False)

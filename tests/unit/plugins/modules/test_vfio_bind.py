@@ -35,7 +35,8 @@ def snapshot(root):
             if os.path.islink(path):
                 state[path] = "-> " + os.readlink(path)
             elif os.path.isfile(path):
-                state[path] = read(path)
+                with open(path, "rb") as handle:
+                    state[path] = handle.read()
     return state
 
 
@@ -254,3 +255,48 @@ def test_without_iommu_only_the_file_is_written(capsys, tmp_path):
     assert result["conf_changed"] is True
     assert device_file(root, IGPU, "driver_override") == "(null)\n"
     assert any("IOMMU" in w for w in warnings(result))
+
+
+# ----------------------------------------------------------------- confined paths, odd bytes
+
+
+@pytest.mark.parametrize("conf_path", ["../../outside.conf", "/etc/modprobe.d/../../../outside.conf"])
+def test_conf_path_outside_root_is_refused(capsys, alderlake, conf_path):
+    parent = os.path.dirname(str(alderlake))
+    before = snapshot(parent)
+    result = run(capsys, alderlake, devices=[IGPU], runtime=False, conf_path=conf_path)
+    assert result["failed"] is True and "conf_path" in result["msg"] and "leads outside" in result["msg"]
+    assert snapshot(parent) == before
+
+
+def test_conf_path_symlink_out_of_root_is_refused(capsys, alderlake, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    target = os.path.join(str(outside), "vfio.conf")
+    with open(target, "w") as handle:
+        handle.write("# not ours\n")
+    os.makedirs(os.path.join(alderlake, "etc", "modprobe.d"), exist_ok=True)
+    os.symlink(target, os.path.join(alderlake, CONF))
+    before = snapshot(alderlake)
+    result = run(capsys, alderlake, devices=[IGPU], runtime=False)
+    assert result["failed"] is True and "symlink" in result["msg"]
+    assert snapshot(alderlake) == before and read(target) == "# not ours\n"
+
+
+def test_conf_with_odd_bytes_is_read_and_only_refused_when_written(capsys, alderlake):
+    os.makedirs(os.path.join(alderlake, "etc", "modprobe.d"), exist_ok=True)
+    with open(os.path.join(alderlake, CONF), "wb") as handle:
+        handle.write(b"# caf\xe9\n")
+    before = snapshot(alderlake)
+    result = run(capsys, alderlake, devices=[IGPU], runtime=False)
+    assert result["failed"] is True and "not UTF-8" in result["msg"] and "line 1" in result["msg"]
+    assert snapshot(alderlake) == before
+    # only read (persistent: false): no failure
+    assert "failed" not in run(capsys, alderlake, devices=[IGPU], runtime=False, persistent=False)
+
+
+def test_conf_path_directory_is_refused(capsys, alderlake):
+    os.makedirs(os.path.join(alderlake, CONF))
+    before = snapshot(alderlake)
+    result = run(capsys, alderlake, devices=[IGPU], runtime=False)
+    assert result["failed"] is True and "is a directory" in result["msg"]
+    assert snapshot(alderlake) == before

@@ -1,0 +1,230 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 homelab.gpu_passthrough maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: boot_entry_info
+short_description: Read back the kernel command line the boot loader will boot, and judge it
+version_added: 0.2.0
+author: homelab.gpu_passthrough maintainers (@homelab-gpu-passthrough)
+description:
+  - Reads what the boot loader boots next, not what the configuration files ask for.
+  - GRUB, the default entry of the generated C(grub.cfg) and its C(linux) line. C(set default=), C(saved_entry)
+    and C(next_entry) from C(grubenv) and C(>) paths through submenus are honoured.
+  - systemd-boot, the loader entry chosen by the C(LoaderEntryOneShot) or C(LoaderEntryDefault) EFI variable, the
+    C(default) glob of C(loader/loader.conf), or else the newest entry, and its C(options) lines.
+  - When C(/etc/kernel/proxmox-boot-uuids) lists ESPs, every one of them is read (mounted read-only for the time
+    of the read when not mounted), since C(proxmox-boot-tool refresh) writes them all and the firmware may boot any.
+  - Judges each entry, it must carry C(root=), every argument of O(present) and none of O(absent).
+    RV(ok) says whether it is safe to reboot; RV(msg) names each bad entry, where it is, what it holds, and RV(fix) what to run.
+  - Never changes anything and does not fail on a bad entry; the caller decides (the proxmox_gpu_prep role refuses to reboot).
+options:
+  present:
+    description:
+      - Arguments the entry must carry, name to value, as for the kernel_cmdline module. V(true) or null for a bare flag.
+    type: dict
+    default: {}
+  absent:
+    description:
+      - Arguments the entry must not carry. A bare name matches it with any value, V(name=value) only that value.
+    type: list
+    elements: str
+    default: []
+  bootloader:
+    description:
+      - The boot loader to read. V(auto) reads the loader entries when the ESP has some and O(grub_cfg) does not exist, else GRUB.
+      - ESPs listed by proxmox-boot-tool are always read, each by what it holds (C(loader/entries) or C(grub/grub.cfg)).
+    type: str
+    choices: [auto, grub, systemd-boot]
+    default: auto
+  grub_cfg:
+    description:
+      - The generated GRUB configuration; C(grubenv) is read from the same directory.
+    type: path
+    default: /boot/grub/grub.cfg
+  esp_paths:
+    description:
+      - Where the ESP (and an XBOOTLDR partition) may be mounted; each one that has C(loader/entries) is read.
+    type: list
+    elements: path
+    default: [/efi, /boot/efi, /boot]
+  root:
+    description:
+      - Directory all paths are read under. Meant for tests and images. Below another root the ESPs of
+        proxmox-boot-tool are read from C(var/tmp/espmounts/<UUID>) under it and nothing is mounted.
+    type: path
+    default: /
+attributes:
+  check_mode:
+    description: Reads only, in check mode as well.
+    support: full
+  diff_mode:
+    description: Changes nothing, so there is no diff.
+    support: none
+  platform:
+    description: Debian-based hosts, Proxmox VE included.
+    support: full
+    platforms: debian
+notes:
+  - Run with become, the ESPs and C(grub.cfg) are readable by root only on most hosts.
+seealso:
+  - module: homelab.gpu_passthrough.kernel_cmdline
+"""
+
+EXAMPLES = r"""
+- name: Read back the boot entry before rebooting
+  homelab.gpu_passthrough.boot_entry_info:
+    present:
+      intel_iommu: "on"
+      iommu: pt
+  register: boot_entry
+
+- name: Refuse to reboot into a command line the boot loader does not carry
+  ansible.builtin.fail:
+    msg: "{{ boot_entry.msg }} Fix: {{ boot_entry.fix }}"
+  when: not boot_entry.ok
+"""
+
+RETURN = r"""
+ok:
+  description: Whether every entry carries C(root=) and the wanted arguments, so a reboot boots them.
+  returned: always
+  type: bool
+  sample: true
+msg:
+  description: The verdict, naming each bad entry, where it is and what its command line holds.
+  returned: always
+  type: str
+  sample: "The boot loader would not boot the wanted command line: ESP 7E3A-21F0 entry proxmox-6.8.12-4-pve.conf lacks iommu=pt ..."
+fix:
+  description: What to run when RV(ok) is false; null otherwise.
+  returned: always
+  type: str
+  sample: Run update-grub, check GRUB_DEFAULT in /etc/default/grub (and grub-editenv list for saved_entry), then run the role again.
+bootloader:
+  description: The boot loader read, V(grub) or V(systemd-boot) (V(mixed) when proxmox-boot-tool ESPs differ).
+  returned: always
+  type: str
+  sample: grub
+managed_by:
+  description: V(proxmox-boot-tool) when it lists the ESPs, else null.
+  returned: always
+  type: str
+  sample: proxmox-boot-tool
+entries:
+  description: The entries read, one per proxmox-boot-tool ESP, else one.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    where:
+      description: The file or ESP the entry was read from.
+      type: str
+    name:
+      description: The menu entry title (GRUB) or the loader entry file name (systemd-boot); null when none was found.
+      type: str
+    chosen_by:
+      description: Why this entry is the one booted (the default setting that names it).
+      type: str
+    cmdline:
+      description: Its kernel arguments; null when none could be read.
+      type: str
+    problem:
+      description: Why no command line could be read, else null.
+      type: str
+    ok:
+      description: Whether this entry carries C(root=) and the wanted arguments.
+      type: bool
+    missing:
+      description: Wanted arguments it lacks.
+      type: list
+      elements: str
+    unwanted:
+      description: Entries of O(absent) it still carries.
+      type: list
+      elements: str
+"""
+
+import contextlib
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.boot_entry import judge, read_boot_entries, under
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.kernel_cmdline import validate_args
+
+
+def esp_opener(module, root):
+    """Context manager factory: the directory holding one proxmox-boot-tool ESP, or None."""
+
+    @contextlib.contextmanager
+    def open_esp(uuid):
+        if root != "/":
+            path = under(root, "/var/tmp/espmounts/%s" % uuid)
+            yield path if os.path.isdir(path) else None
+            return
+        device = "/dev/disk/by-uuid/%s" % uuid
+        if not os.path.exists(device):
+            yield None
+            return
+        rc, out, dummy = module.run_command(["findmnt", "-n", "-o", "TARGET", "--source", device])
+        if rc == 0 and out.strip():
+            yield out.splitlines()[0].strip()
+            return
+        mountpoint = tempfile.mkdtemp(prefix="boot_entry_info.")
+        try:
+            rc, dummy, dummy = module.run_command(["mount", "-o", "ro", device, mountpoint])
+            if rc != 0:
+                yield None
+                return
+            try:
+                yield mountpoint
+            finally:
+                module.run_command(["umount", mountpoint])
+        finally:
+            # rmdir, never a recursive delete: a mount left behind must keep its files.
+            try:
+                os.rmdir(mountpoint)
+            except OSError:
+                pass
+
+    return open_esp
+
+
+def run(module):
+    p = module.params
+    validate_args(p["present"], p["absent"])
+    root = p["root"] or "/"
+    found = read_boot_entries(root, p["bootloader"], p["grub_cfg"], p["esp_paths"], open_esp=esp_opener(module, root))
+    verdict = judge(found["entries"], p["present"], p["absent"], fix=found["fix"])
+    return dict(changed=False, bootloader=found["bootloader"], managed_by=found["managed_by"], **verdict)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            present=dict(type="dict", default={}),
+            absent=dict(type="list", elements="str", default=[]),
+            bootloader=dict(type="str", default="auto", choices=["auto", "grub", "systemd-boot"]),
+            grub_cfg=dict(type="path", default="/boot/grub/grub.cfg"),
+            esp_paths=dict(type="list", elements="path", default=["/efi", "/boot/efi", "/boot"]),
+            root=dict(type="path", default="/"),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = run(module)
+    except PassthroughError as err:
+        module.fail_json(**err.to_result())
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 homelab.gpu_passthrough maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""proxmox_gpu_prep's reboot step on the controller: it reads the boot entry back and refuses a bad one.
+
+The step runs against a fake root (module_defaults point boot_entry_info at it). The reboot itself
+is never allowed here (proxmox_gpu_prep_reboot: false), so a broken gate cannot reboot the machine
+running the tests; what is proven is the read-back, its refusal message and the published facts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TREE = os.path.join(ROOT, ".cache", "pytest-collections")  # conftest links the collection there
+BOOT = os.path.join(ROOT, "tests", "unit", "fixtures", "boot")
+
+PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  module_defaults:
+    homelab.gpu_passthrough.boot_entry_info:
+      root: "{root}"
+  vars:
+    proxmox_gpu_prep_reboot: false
+    _proxmox_gpu_prep_cmdline: {{intel_iommu: "on", iommu: pt}}
+    _proxmox_gpu_prep_kcmd: {{bootloader: grub, reboot_required: true}}
+  tasks:
+    - name: The reboot step
+      ansible.builtin.include_role:
+        name: homelab.gpu_passthrough.proxmox_gpu_prep
+        tasks_from: reboot
+    - name: Hand the facts to the test
+      ansible.builtin.copy:
+        content: "{{{{ {{'required': proxmox_gpu_prep_reboot_required, 'pending': proxmox_gpu_prep_reboot_pending,
+                       'entries': proxmox_gpu_prep_boot_entry}} | to_json }}}}"
+        dest: "{out}"
+        mode: "0600"
+"""
+
+pytestmark = pytest.mark.skipif(shutil.which("ansible-playbook", path=os.path.dirname(sys.executable)) is None, reason="needs ansible-playbook")
+
+
+def play(tmp_path, grub_cfg):
+    root = tmp_path / "host"
+    (root / "boot" / "grub").mkdir(parents=True)
+    shutil.copy(os.path.join(BOOT, grub_cfg), root / "boot" / "grub" / "grub.cfg")
+    out = tmp_path / "facts.json"
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAY.format(root=root, out=out))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=TREE, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    done = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(playbook)],
+                          capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
+    facts = json.loads(out.read_text()) if out.exists() else None
+    return done, facts
+
+
+def test_entry_not_refreshed_fails_naming_it_and_the_fix(tmp_path):
+    done, facts = play(tmp_path, "grub-cfg-debian12-pve8-ext4-before-update-grub.cfg")
+    assert done.returncode != 0, done.stdout
+    assert "Refuse to reboot into a boot entry" in done.stdout
+    assert "entry Proxmox VE GNU/Linux lacks intel_iommu=on iommu=pt" in done.stdout
+    assert "update-grub" in done.stdout and "The host was not rebooted" in done.stdout
+    assert "Reboot into the new configuration" not in done.stdout
+    assert facts is None
+
+
+def test_good_entry_passes_and_publishes_the_facts(tmp_path):
+    done, facts = play(tmp_path, "grub-cfg-debian12-pve8-ext4-submenu.cfg")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert facts["required"] is True and facts["pending"] is True
+    assert facts["entries"][0]["name"] == "Proxmox VE GNU/Linux" and facts["entries"][0]["ok"] is True
+    assert "reboot pending" in done.stdout
