@@ -1,10 +1,11 @@
-"""Throwaway lab VMs: Debian 12 on q35 + OVMF + vIOMMU with a stand-in GPU.
+"""Throwaway lab VMs: Debian 12 or 13 on q35 + OVMF + vIOMMU with a stand-in GPU.
 
-  lab/vm up NAME --flavour grub|systemd-boot [--memory MIB] [--timeout SECONDS]
+  lab/vm up NAME --flavour FLAVOUR [--memory MIB] [--timeout SECONDS]
       Build the image if needed (lab/build-image), boot a qcow2 overlay of it,
       wait for SSH and print the connection facts as JSON (also written to
       .cache/lab/vms/NAME/connection.json). Re-running it for a running VM
-      prints the same facts.
+      prints the same facts. FLAVOUR: grub or systemd-boot (Debian 12),
+      trixie-systemd-boot (Debian 13).
   lab/vm down NAME          stop the VM and remove its overlay (a missing VM is fine);
                             the serial log moves to .cache/lab/logs/NAME.serial.log
   lab/vm ssh NAME -- CMD    run a command in the VM as root
@@ -42,7 +43,8 @@ CACHE_DIR = os.environ.get("LAB_CACHE") or os.path.join(REPO_DIR, ".cache", "lab
 VMS_DIR = os.path.join(CACHE_DIR, "vms")
 LOGS_DIR = os.path.join(CACHE_DIR, "logs")
 KEY_FILE = os.path.join(CACHE_DIR, "ssh", "id_ed25519")
-FLAVOURS = ("grub", "systemd-boot")
+# The image flavours of lab/build-image (its FLAVOURS): [<suite>-]<boot loader>, bookworm unprefixed.
+FLAVOURS = ("grub", "systemd-boot", "trixie-systemd-boot")
 USER = "root"
 ADDRESS = "127.0.0.1"
 OVMF_CANDIDATES = (

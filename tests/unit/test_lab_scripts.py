@@ -1,11 +1,17 @@
-"""The pure parts of lab/vm.py: accelerator choice, the QEMU command line, VM names."""
+"""The pure parts of lab/vm.py (accelerator choice, the QEMU command line, VM names) and the
+image flavours lab/build-image, lab/vm and the molecule scenarios agree on."""
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import os
+import re
+import shutil
+import subprocess
 
 import pytest
+import yaml
 
 _VM = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "lab", "vm.py")
 
@@ -112,3 +118,54 @@ def test_vm_names_accepted(name):
 def test_vm_names_rejected(name):
     with pytest.raises(vm.LabError):
         vm.vm_dir(name)
+
+
+# ------------------------------------------------------------ image flavours
+_REPO = os.path.dirname(os.path.dirname(_VM))
+_BUILD_IMAGE = os.path.join(_REPO, "lab", "build-image")
+
+
+def _build_image_flavours() -> list[str]:
+    with open(_BUILD_IMAGE) as fh:
+        match = re.search(r"^FLAVOURS=\(([^)]*)\)$", fh.read(), re.MULTILINE)
+    assert match, "no FLAVOURS=(...) line in lab/build-image"
+    return match.group(1).split()
+
+
+def test_vm_offers_exactly_the_flavours_build_image_builds():
+    assert list(vm.FLAVOURS) == _build_image_flavours()
+
+
+def test_debian_13_has_a_systemd_boot_flavour():
+    assert "trixie-systemd-boot" in vm.FLAVOURS
+
+
+@pytest.mark.parametrize("scenario", sorted(glob.glob(os.path.join(_REPO, "molecule", "*", "molecule.yml"))))
+def test_molecule_platforms_use_known_flavours(scenario):
+    with open(scenario) as fh:
+        platforms = yaml.safe_load(fh).get("platforms", [])
+    assert platforms, scenario
+    for platform in platforms:
+        assert platform["flavour"] in vm.FLAVOURS, (scenario, platform)
+
+
+def test_build_image_refuses_an_unknown_flavour_naming_the_known_ones():
+    # The flavour is checked before anything needs root or touches the cache.
+    proc = subprocess.run(["bash", _BUILD_IMAGE, "--flavour", "sid-grub"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert "unknown flavour: sid-grub" in proc.stderr
+    for flavour in vm.FLAVOURS:
+        assert flavour in proc.stderr
+
+
+def test_build_image_help_names_every_flavour():
+    proc = subprocess.run(["bash", _BUILD_IMAGE, "--help"], capture_output=True, text=True, check=True)
+    for flavour in vm.FLAVOURS:
+        assert flavour in proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (tools/setup.sh --test)")
+def test_lab_shell_scripts_pass_shellcheck():
+    scripts = [os.path.join(_REPO, "lab", name) for name in ("build-image", "vm", "chain")]
+    proc = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
