@@ -14,7 +14,7 @@ SUDO=""
 apt_packages=(python3 python3-venv python3-pip git ca-certificates openssh-client)
 if [ "$WITH_TEST" -eq 1 ]; then
   apt_packages+=(qemu-system-x86 qemu-utils ovmf debootstrap mtools dosfstools e2fsprogs fdisk
-                 grub-efi-amd64-bin systemd-boot-efi shellcheck)
+                 grub-efi-amd64-bin systemd-boot-efi shellcheck ffmpeg)
 fi
 missing=()
 for p in "${apt_packages[@]}"; do

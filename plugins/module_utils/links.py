@@ -97,7 +97,7 @@ def _not_reached(host, link_ids, stage, selected, role, playbook, extra=""):
 def host_rows(host, diagnosis, selected=True):
     """The four host rows from ``diagnosis.diagnose`` output (None: the host link did not reach the host)."""
     if diagnosis is None:
-        return _not_reached(host, [lid for lid, _ in HOST_PARTS], "host", selected, "proxmox_gpu_prep",
+        return _not_reached(host, [part[0] for part in HOST_PARTS], "host", selected, "proxmox_gpu_prep",
                             "proxmox_gpu_prep.yml")
     by_name = {part["link"]: part for part in diagnosis}
     rows = []

@@ -140,9 +140,14 @@ HOSTPCI = {"vmid": 120, "node": "pve1", "apply": "restart"}
 
 def bad_cases(sim):
     root, token, operator = auth(sim), auth(sim, "token"), auth(sim, "operator")
-    q35 = lambda **kw: ("pve_vm_q35", dict(root, **dict(Q35, **kw)))  # noqa: E731
-    pci = lambda **kw: ("pve_hostpci", dict(root, **dict(HOSTPCI, **kw)))  # noqa: E731
-    mapping = lambda **kw: ("pve_pci_mapping", dict(root, **dict({"name": "uhd", "devices": [{"node": "pve1", "path": "0000:00:02.0"}]}, **kw)))  # noqa: E731
+    def q35(**kw):
+        return "pve_vm_q35", dict(root, **dict(Q35, **kw))
+
+    def pci(**kw):
+        return "pve_hostpci", dict(root, **dict(HOSTPCI, **kw))
+
+    def mapping(**kw):
+        return "pve_pci_mapping", dict(root, **dict({"name": "uhd", "devices": [{"node": "pve1", "path": "0000:00:02.0"}]}, **kw))
     gpu = {"host": "0000:00:02.0", "pcie": True}
     return [
         ("q35 efidisk storage missing", q35(efidisk_storage="nope"), ["efidisk_storage", "nope", "does not exist", "local-lvm"]),

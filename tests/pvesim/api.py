@@ -1700,4 +1700,3 @@ class Api(cluster.ClusterApi):  # pylint: disable=too-many-public-methods
         info = self.node_state(node)
         ctx.check("/", ["Sys.Audit", "Sys.Modify"], any_of=True)
         return rules.mdev_types(path["pciid"], info.get("pci", []), self.data["mappings"]["pci"], node)
-

@@ -1258,4 +1258,3 @@ def mdev_types(pci_id, devices, mappings, node):
     if not row.get("mdev"):
         return []
     return [{"type": name, "available": count, "description": text, "name": name} for name, count, text in GVTG_TYPES]
-

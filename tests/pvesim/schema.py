@@ -80,7 +80,7 @@ def normalize_version(version):
     """'9.1'/'8.2' (also '9', '8', '9.1.9', '8.2.4'); anything else is refused."""
     text = str(version or DEFAULT_PVE_VERSION).strip()
     for known in SCHEMA_VERSIONS:
-        if text == known or text == known.split(".")[0] or text.startswith(known + "."):
+        if text == known or text == known.split(".", maxsplit=1)[0] or text.startswith(known + "."):
             return known
     raise ValueError("pve_version must be one of %s, not %r" % (", ".join(SCHEMA_VERSIONS), version))
 

@@ -96,7 +96,7 @@ class State:
         for key, value in base.items():
             self.data.setdefault(key, copy.deepcopy(value))
         if "pve_version" not in self.data["settings"]:  # a state from before version selection: its major release
-            major = str(self.data["version"].get("version", "")).split(".")[0]
+            major = str(self.data["version"].get("version", "")).split(".", maxsplit=1)[0]
             self.data["settings"]["pve_version"] = "8.2" if major == "8" else DEFAULT_PVE_VERSION
         for key, value in base["settings"].items():
             self.data["settings"].setdefault(key, value)

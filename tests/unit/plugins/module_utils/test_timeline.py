@@ -9,7 +9,7 @@ FULL = ["cordon", "drain", "guest_stop", "host_change", "host_reboot", "host_up"
         "guest_verified", "labels", "uncordon", "done"]
 
 
-def _node(node, guest, start, names=FULL):
+def _node(node, guest, start, names=tuple(FULL)):
     return [timeline.event(node, name, guest if name in timeline.GUEST_EVENTS or name in ("cordon", "drain", "ready")
                            else None, t=start + i) for i, name in enumerate(names)]
 
