@@ -65,8 +65,8 @@ def test_proxmox_group_carries_the_api_settings(sim, tmp_path):
         "module_defaults": {"group/homelab.gpu_passthrough.proxmox": auth},
         "tasks": [
             {"name": "plan", "homelab.gpu_passthrough.pve_vm_q35": {"vmid": 121}, "check_mode": True, "register": "q35"},
-            {"name": "hostpci", "homelab.gpu_passthrough.pve_hostpci": {"vmid": 121, "slot": 0, "host": "0000:00:02.0",
-                                                                       "apply": "none"},
+            {"name": "hostpci",
+             "homelab.gpu_passthrough.pve_hostpci": {"vmid": 121, "slot": 0, "host": "0000:00:02.0", "apply": "none"},
              "check_mode": True, "register": "pci"},
             {"name": "show", "ansible.builtin.debug": {"msg": "RESULT={{ [q35, pci] | to_json }}"}},
         ],

@@ -140,6 +140,7 @@ HOSTPCI = {"vmid": 120, "node": "pve1", "apply": "restart"}
 
 def bad_cases(sim):
     root, token, operator = auth(sim), auth(sim, "token"), auth(sim, "operator")
+
     def q35(**kw):
         return "pve_vm_q35", dict(root, **dict(Q35, **kw))
 

@@ -250,10 +250,8 @@ def test_budget_with_room_one_node_at_a_time():
     (_pod("x", "k3s-agent-1", {"app": "x"}, owner="Node"), _budget("b", 0, {}), False),       # mirror pod
     (_pod("x", "k3s-agent-9", {"app": "x"}), _budget("b", 0, {"app": "x"}), False),          # not on a drained node
     (_pod("x", "k3s-agent-1", {"app": "x"}), _budget("b", 0, {}), True),                     # empty selector: all pods
-    (_pod("x", "k3s-agent-1", {"tier": "db"}), _budget("b", 0, expressions=[{"key": "tier", "operator": "In",
-                                                                           "values": ["db"]}]), True),
-    (_pod("x", "k3s-agent-1", {"tier": "db"}), _budget("b", 0, expressions=[{"key": "tier", "operator": "NotIn",
-                                                                           "values": ["db"]}]), False),
+    (_pod("x", "k3s-agent-1", {"tier": "db"}), _budget("b", 0, expressions=[{"key": "tier", "operator": "In", "values": ["db"]}]), True),
+    (_pod("x", "k3s-agent-1", {"tier": "db"}), _budget("b", 0, expressions=[{"key": "tier", "operator": "NotIn", "values": ["db"]}]), False),
     (_pod("x", "k3s-agent-1", {"longhorn.io/component": "instance-manager"}, namespace="longhorn-system", owner="Pod"),
      _budget("instance-manager-abc", 0, {"longhorn.io/component": "instance-manager"}, namespace="longhorn-system"), True),
     (_pod("x", "k3s-agent-1", {}), _budget("b", 0, expressions=[{"key": "tier", "operator": "DoesNotExist"}]), True),
