@@ -7,9 +7,10 @@
       Stop what a previous up left running (unless --reuse), install the collection from the working tree (tools/setup.sh --test), boot a host VM
       (chain-pve: grub flavour, vIOMMU, the stand-in GPU) and a worker VM (chain-k3s) with
       lab/vm, start the Proxmox API simulator with one node read from the host VM and a VM 120
-      for the worker, start the Kubernetes stand-in, write an inventory, run site.yml (the host
-      link first, then the node is read again and the other links run), print a line per link
-      and write .cache/lab/chain/summary.json. --twice then runs `verify`.
+      for the worker, start the Kubernetes stand-in, write an inventory, run site.yml once (the
+      rolling chain: one window for VM 120 around the host VM's reboot; the node is read again
+      from the host VM when it has rebooted), print the timeline and a line per link and write
+      .cache/lab/chain/summary.json. --twice then runs `verify`.
   lab/chain verify      run the whole site.yml once more: changed=0, no reboot of the host VM, no restart
                         of VM 120 in the simulator
   lab/chain down        stop what `up` started: both VMs, the simulator and the stand-in
@@ -35,6 +36,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -526,6 +528,73 @@ def playbook(name: str, extra: list[str], timeout: float = 3600) -> dict:
     return result
 
 
+class NodeFollower(threading.Thread):
+    """While site.yml runs: when the host VM's boot id changes, its PCI devices and IOMMU are read again into the
+    Proxmox stand-in's node (PUT of that node only)."""
+
+    def __init__(self, pve: dict, boot_id: str | None, interval: float = 2.0):
+        super().__init__(daemon=True)
+        self.pve, self.boot_id, self.interval = pve, (boot_id or "").strip(), interval
+        self.halt = threading.Event()
+        self.refreshed = False
+        self.note = "not refreshed"
+
+    def refresh(self) -> None:
+        host = probe(HOST_VM)
+        node = pvesim_node(host)
+        admin(self.pve, "PUT", f"/nodes/{HOST_VM}", node)
+        self.boot_id = (host.get("boot_id") or "").strip()
+        self.refreshed = True
+        self.note = (f"read again from the host VM at {time.strftime('%H:%M:%S')}: IOMMU "
+                     f"{'present' if node['iommu_present'] else 'absent'}, {len(node['pci'])} PCI devices")
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            try:
+                now = ssh(HOST_VM, "cat /proc/sys/kernel/random/boot_id", timeout=10).strip()
+            except (ChainError, subprocess.SubprocessError, OSError):
+                continue  # rebooting
+            if now and now != self.boot_id:
+                with contextlib.suppress(ChainError, subprocess.SubprocessError, OSError, ValueError):
+                    self.refresh()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(30)
+
+
+def timeline_events(name: str) -> list[dict]:
+    path = timeline_path(name)
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return timeline_module().load(fh.read())
+
+
+def window_link(events: list[dict]) -> dict | None:
+    """The rolling chain's promise on the lab: VM 120 stopped once and started once, drained and stopped before the
+    host reboot; the window's seconds."""
+    if not events:
+        return None
+    tl = timeline_module()
+    problems = tl.validate(events, agents=[VMID])
+    order = [e["event"] for e in events if e.get("node") == HOST_VM and e["event"] != "plan"]
+
+    def at(name):
+        return order.index(name) if name in order else None
+
+    before = all(at(n) is not None for n in ("drain", "guest_stop", "host_reboot")) and \
+        at("drain") < at("guest_stop") < at("host_reboot") < at("guest_start" if "guest_start" in order else "done")
+    if not before:
+        problems.append("expected drain, guest_stop, host_reboot, guest_start in that order on "
+                        f"{HOST_VM}, got {', '.join(order)}")
+    window = next((w for w in tl.windows(events) if w["node"] == HOST_VM), {})
+    return {"link": "rolling window", "kind": "real host + simulated API", "status": "FAIL" if problems else "ok",
+            "detail": (f"VM {VMID}: one window of {window.get('seconds')} s (drain, stop, host link, VM config, "
+                       f"reboot, start); {HOST_VM}: " + " -> ".join(order)) + ("; " + "; ".join(problems) if problems else ""),
+            "fix": None if not problems else f"see {timeline_path('site')}"}
+
+
 def timeline_path(name: str) -> str:
     return os.path.join(CHAIN_DIR, f"site-timeline-{name}.json")
 
@@ -658,31 +727,26 @@ def _up(args: argparse.Namespace, summary: dict) -> int:
     write_json(os.path.join(CHAIN_DIR, "inventory.yml"), inventory(host, worker, pve, k8s, standin))
     progress(f"inventory written: {os.path.join(CHAIN_DIR, 'inventory.yml')}")
 
-    progress("site.yml --tags host: proxmox_gpu_prep on the host VM (cmdline, vfio, initramfs, reboot, proof)")
-    first = playbook("host", ["--tags", "host"])
-    summary["runs"].append(first)
-    if first["rc"] != 0:
-        raise ChainError(f"site.yml --tags host failed:\n{first.get('error')}\nlog: {first['log']}")
-    progress(f"  host link done in {first['seconds']} s, changed={first['recap'].get(HOST_VM, {}).get('changed')}")
-    first["timeline"] = print_timeline("host")
-
-    host_after = probe(HOST_VM)
-    node_after = pvesim_node(host_after)
-    state = admin(pve, "GET", "/state")
-    state["nodes"][HOST_VM] = node_after
-    admin(pve, "PUT", "/state", state)
-    dev = next(d for d in host_after["devices"] if d["id"] == standin)
-    progress(f"pvesim node {HOST_VM} refreshed from the prepared host: IOMMU {'present' if node_after['iommu_present'] else 'absent'}, "
-             f"{standin} in group {dev['iommu_group']}, driver {dev['driver']}")
-
-    progress("site.yml --skip-tags host: the VM, guest and label links")
-    second = playbook("site", ["--skip-tags", "host"])
-    summary["runs"].append(second)
-    if second["rc"] != 0:
-        raise ChainError(f"site.yml failed:\n{second.get('error')}\nlog: {second['log']}")
-    progress(f"  site.yml done in {second['seconds']} s; changed: "
-             + ", ".join(f"{h}={c.get('changed')}" for h, c in second["recap"].items()))
-    second["timeline"] = print_timeline("site")
+    progress("site.yml: the fleet plan, then node by node: drain, stop VM 120, host link, VM config, the host's "
+             "reboot, start, Ready, guest proof, labels, uncordon")
+    # The Proxmox stand-in's node is the host VM: when the host VM has rebooted, the node is read from it again
+    # (IOMMU present, the stand-in on vfio-pci), as a real node reports its new state after a reboot.
+    follower = NodeFollower(pve, host.get("boot_id"))
+    follower.start()
+    try:
+        run_ = playbook("site", ["-e", "site_start_retries=36"])
+    finally:
+        follower.stop()
+    summary["runs"].append(run_)
+    if run_["rc"] != 0:
+        raise ChainError(f"site.yml failed:\n{run_.get('error')}\nlog: {run_['log']}")
+    if not follower.refreshed:
+        follower.refresh()
+    progress(f"  site.yml done in {run_['seconds']} s; changed: "
+             + ", ".join(f"{h}={c.get('changed')}" for h, c in run_["recap"].items()))
+    progress(f"  pvesim node {HOST_VM} {follower.note}")
+    run_["timeline"] = print_timeline("site")
+    summary["window"] = window_link(timeline_events("site"))
 
     collect(summary, standin, k8s)
     if args.twice:
@@ -697,10 +761,7 @@ def _up(args: argparse.Namespace, summary: dict) -> int:
 
 def collect(summary: dict, standin: str, k8s: dict | None) -> None:
     progress("reading the result: site.yml summary, pvesim, k8ssim, the VMs")
-    # the host lines from the host run, the others from the run of the rest
-    host_lines = (read_json(os.path.join(CHAIN_DIR, "site-summary-host.json")) or {}).get("links", [])
-    rest = (read_json(os.path.join(CHAIN_DIR, "site-summary-site.json")) or {}).get("links", [])
-    site = [e for e in host_lines if e["host"] == HOST_VM] + [e for e in rest if e["host"] != HOST_VM]
+    site = (read_json(os.path.join(CHAIN_DIR, "site-summary-site.json")) or {}).get("links", [])
     pve = read_json(os.path.join(CHAIN_DIR, "pvesim", "ready.json")) or {}
     state = admin(pve, "GET", "/state")
     dump = None
@@ -710,6 +771,8 @@ def collect(summary: dict, standin: str, k8s: dict | None) -> None:
     summary["site"] = site
     summary["standin"] = standin
     summary["links"] = chain_links(site, state, dump, worker_packages(), boots(HOST_VM), standin)
+    if summary.get("window"):
+        summary["links"].append(summary["window"])
 
 
 def vm_marks(state: dict) -> dict:

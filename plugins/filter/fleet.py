@@ -32,7 +32,7 @@ def _agent(name, hv, guests):
     actions = vm.get("plan") or []
     # a plan of power steps alone restarts the VM into its pending config
     changes = fleet.vm_changes(actions) or (["restart"] if actions else [])
-    return {"vmid": int(vmid) if vmid not in (None, "") else None, "name": hv.get("name") or name,
+    return {"vmid": int(vmid) if vmid not in (None, "") else None, "name": hv.get("name") or name, "host": name,
             "k8s_node": hv.get("gpu_vm_kubernetes_node") or hv.get("name") or hv.get("gpu_vm_name") or name,
             "status": live.get("status", "running"), "plan": changes}
 
@@ -79,6 +79,7 @@ def fleet_plan(hostvars, groups, cluster=None, budgets=None, pods=None, limit=No
                                           "cluster's quorum"})
         result["ok"] = False
     result["lines"] = fleet.plan_lines(result)
+    result["rolling"] = fleet.rolling(result, hosts, other_agents=members(agent_group))
     return result
 
 

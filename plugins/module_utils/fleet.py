@@ -208,6 +208,7 @@ def node_plan(node):
             stops.append({"vmid": int(guest["vmid"]), "name": guest.get("name"), "type": guest.get("type", "qemu"),
                           "agent": False, "k8s_node": None, "onboot": guest.get("onboot")})
     vm_changes = {str(a["vmid"]): list(a.get("plan") or []) for a in agents if a.get("plan")}
+    stopping = {s["vmid"] for s in stops}
     return {
         "name": node["name"],
         "node": node.get("node") or node["name"],
@@ -216,6 +217,10 @@ def node_plan(node):
         "reboot": reboot,
         "stops": stops,
         "drain": [s["k8s_node"] for s in stops if s["agent"]],
+        # the agents' inventory hosts: which of them the node's window stops, and which get a VM config write
+        "agents": [{"host": a.get("host") or a.get("name"), "vmid": int(a["vmid"]), "k8s_node": a.get("k8s_node")
+                    or a.get("name"), "stop": int(a["vmid"]) in stopping, "vm_config": bool(a.get("plan"))}
+                   for a in agents],
         "changes": bool(host.get("changes") or reboot or vm_changes),
         "refusals": [dict(r, node=node["name"]) for r in host.get("refusals") or []],
     }
@@ -318,6 +323,50 @@ def plan(nodes, cluster, ha_resources=(), budgets=(), pods=(), options=None):
         "quorum": {k: v for k, v in q.items() if k != "votes"},
         "refusals": refusals,
     }
+
+
+def rolling(fleet, hosts=(), other_agents=()):
+    """The rolling play's hosts and batches: ``{"order": [...], "serial": [...], "members": {host: {...}}}``.
+
+    ``order`` lists, batch after batch, each node's Proxmox host (when it is one of ``hosts``, the inventory's Proxmox
+    hosts) and then its agents; ``serial`` is the number of those hosts per batch, for a play's ``serial`` list.
+    ``members`` says per host which node and batch it belongs to, its part (``host`` or ``agent``) and, for an agent,
+    whether the window stops it and writes its VM config; ``window`` whether the node's window stops or reboots
+    anything; ``leader`` marks the member that records the node's ``done`` and checks the clusters after a window.
+    ``other_agents`` (agents without a VM the plan could read, so without a window) come last, in one batch: only
+    their guest link runs."""
+    hosts = {str(h) for h in hosts}
+    by_name = {p["name"]: p for p in fleet["nodes"]}
+    order, serial, members = [], [], {}
+    for number, names in enumerate(fleet["batches"], start=1):
+        count = 0
+        for name in names:
+            p = by_name[name]
+            entries = []
+            if name in hosts:
+                entries.append((name, {"part": "host", "reboot": p["reboot"], "changes": bool(p["host_changes"])}))
+            for agent in p.get("agents") or []:
+                entries.append((agent["host"], {"part": "agent", "vmid": agent["vmid"], "k8s_node": agent["k8s_node"],
+                                                "stop": agent["stop"], "vm_config": agent["vm_config"]}))
+            for host, member in entries:
+                if host in members:
+                    continue
+                members[host] = dict(member, node=p["name"], pve_node=p["node"], batch=number, reboot=p["reboot"],
+                                     window=bool(p["reboot"] or p["stops"]),
+                                     leader=not any(m["node"] == p["name"] for m in members.values()))
+                order.append(host)
+                count += 1
+        if count:
+            serial.append(count)
+    rest = [str(h) for h in other_agents if str(h) not in members]
+    for host in rest:
+        members[host] = {"part": "agent", "vmid": None, "k8s_node": None, "stop": False, "vm_config": False,
+                         "node": host, "pve_node": None, "batch": len(serial) + 1, "reboot": False, "window": False,
+                         "leader": True}
+        order.append(host)
+    if rest:
+        serial.append(len(rest))
+    return {"order": order, "serial": serial or [1], "members": members}
 
 
 # ----------------------------------------------------------------------------------------------- Kubernetes objects

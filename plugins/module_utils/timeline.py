@@ -21,10 +21,15 @@ open the node's turn.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import tempfile
 import time
 
-EVENTS = ("plan", "cordon", "drain", "guest_stop", "host_change", "host_reboot", "host_up", "vm_config",
+# The VM config is written while the guest is stopped and before the host reboots: a guest with onboot set is started
+# by the rebooted host itself, and must boot its new config then, not need a second restart.
+EVENTS = ("plan", "cordon", "drain", "guest_stop", "host_change", "vm_config", "host_reboot", "host_up",
           "guest_start", "ready", "guest_verified", "labels", "uncordon", "done", "failed")
 RANK = {name: index for index, name in enumerate(EVENTS)}
 GUEST_EVENTS = ("guest_stop", "vm_config", "guest_start", "guest_verified")
@@ -50,6 +55,32 @@ def load(text):
 
 def dump(events):
     return json.dumps({"events": sorted(events, key=lambda e: e["t"])}, indent=2, sort_keys=True) + "\n"
+
+
+def append(path, item):
+    """Add ``item`` to the timeline file at ``path`` (created when missing): under an exclusive lock on a side file, so
+    hosts of one batch may record at once, and by an atomic rename, so a reader never sees half a file."""
+    path = os.path.abspath(path)
+    directory = os.path.dirname(path)
+    with open(path + ".lock", "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        events = []
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+            events = load(text) if text.strip() else []
+        events.append(item)
+        fd, tmp = tempfile.mkstemp(prefix=".timeline-", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(dump(events))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    return len(events)
 
 
 def _shape(index, item):

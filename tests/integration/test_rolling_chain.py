@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from installed_collection import skip_unless_installed
@@ -140,14 +141,26 @@ def fleet(sim, tmp_path):
     with running_k8ssim(tmp_path / "k8s") as k8s:
         for index in (1, 2, 3):
             k8s.cluster.add_node("k3s-agent-%d" % index)
+        vmids = {"k3s-agent-%d" % index: str(119 + index) for index in (1, 2, 3)}
+
+        def ready(node):
+            # a node is Ready once its VM runs and has booted for a moment; a restart gives it a new bootID
+            if node not in vmids:
+                return None
+            vm = sim.data["vms"].get(vmids[node]) or {}
+            return vm.get("status") == "running" and time.time() - (vm.get("started_at") or 0) >= 0.3
+
+        k8s.set_ready_source(ready, interval=0.1)
         k8s.cluster.add_pod("jellyfin-0", "k3s-agent-3", namespace="media", labels={"app": "jellyfin"},
                             owner_kind="StatefulSet", owner_name="jellyfin")
         hosts = {}
         for index in (1, 2, 3):
             # pve1's iGPU is still on i915: the host link binds it and reboots; pve2 and pve3 are ready
             root = _host_root(tmp_path / ("root%d" % index), "i915" if index == 1 else "vfio-pci")
+            # the host link of the rolling chain is tests/integration/roles/host_standin on that tree
             hosts["pve%d" % index] = {"site_host_root": root, "proxmox_gpu_prep_device": "0000:00:02.0",
-                                      "proxmox_gpu_prep_reboot": True}
+                                      "proxmox_gpu_prep_reboot": True, "site_host_role": "host_standin",
+                                      "ansible_become": False}
         agents = {"k3s-agent-%d" % index: {"vm_id": 119 + index, "proxmox_node": "pve%d" % index}
                   for index in (1, 2, 3)}
         inventory = {"all": {
@@ -166,7 +179,7 @@ def fleet(sim, tmp_path):
             # VM 122 is still the i440fx machine Terraform created
             data["vms"]["122"]["config"]["machine"] = "pc"
         sim.update(terraform)
-        yield {"inventory": str(path), "k8s": k8s, "tmp": tmp_path}
+        yield {"inventory": str(path), "k8s": k8s, "tmp": tmp_path, "roots": {h: v["site_host_root"] for h, v in hosts.items()}}
 
         def restore(data):
             data.clear()
@@ -178,7 +191,8 @@ def site(fleet, *extra):
     from installed_collection import installed_collection  # pylint: disable=import-outside-toplevel
 
     playbook = os.path.join(installed_collection("playbooks", "site.yml"), "playbooks", "site.yml")
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default", TMPDIR=str(fleet["tmp"]))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default", TMPDIR=str(fleet["tmp"]),
+               ANSIBLE_ROLES_PATH=os.path.join(REPO, "tests", "integration", "roles"))
     proc = subprocess.run(["ansible-playbook", "-i", fleet["inventory"], playbook, *extra], capture_output=True,
                           text=True, env=env, timeout=300, check=False)
     return proc.returncode, proc.stdout + proc.stderr
@@ -234,3 +248,102 @@ def test_refusals_before_any_change(sim, fleet, case):
     assert "nothing was changed" in output
     assert sim.counters()["writes_without_auth"] == 0
     assert not [e for e in fleet["k8s"].requests() if e["action"] in ("cordon", "evict", "patch_node")]
+
+
+# ------------------------------------------------------------------ the rolling chain, node by node
+def _timeline(path):
+    """The timeline module of this tree (standard library only) and the events of the file at ``path``."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+
+    spec = importlib.util.spec_from_file_location("rolling_timeline", os.path.join(REPO, "plugins", "module_utils", "timeline.py"))
+    timeline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(timeline)
+    return timeline, timeline.load(path.read_text())
+
+
+def _per_node(events):
+    found = {}
+    for item in events:
+        if item["event"] != "plan":
+            found.setdefault(item["node"], []).append(item["event"])
+    return found
+
+
+def _driver(root, address="0000:00:02.0"):
+    return os.path.basename(os.readlink(os.path.join(root, "sys", "bus", "pci", "devices", address, "driver")))
+
+
+def _k8s_actions(fleet, *actions):
+    return [(e["action"], e.get("node")) for e in fleet["k8s"].requests() if e["action"] in actions]
+
+
+def test_node_by_node_one_window_each_then_no_change(sim, fleet):
+    path = fleet["tmp"] / "timeline.json"
+    rc, output = site(fleet, "--skip-tags", "guest", "-e", "site_timeline_file=%s" % path)
+    assert rc == 0, output
+    timeline, events = _timeline(path)
+    # the order of a window, no node before the last one is done, one stop and one start per stopped agent
+    assert timeline.validate(events, agents=[120, 122]) == [], events
+    assert _per_node(events) == {
+        # pve1's host binds its iGPU and reboots: its agent stops before the host link and starts after the reboot
+        "pve1": ["cordon", "drain", "guest_stop", "host_change", "host_reboot", "host_up", "guest_start", "ready",
+                 "uncordon", "done"],
+        # ready: nothing stops
+        "pve2": ["host_change", "done"],
+        # the i440fx VM: its config is written while it is stopped, and it starts once
+        "pve3": ["cordon", "drain", "guest_stop", "host_change", "vm_config", "guest_start", "ready", "uncordon", "done"],
+    }
+    assert [e["node"] for e in events if e["event"] == "plan"] == ["pve1", "pve2", "pve3"]
+    assert _driver(fleet["roots"]["pve1"]) == "vfio-pci"
+    assert sim.vm(122)["config"]["machine"] == "q35" and sim.vm(122)["status"] == "running"
+    assert all(sim.vm(v)["status"] == "running" for v in (120, 121, 122))
+    # each drained node came back: no node is left cordoned
+    assert not [n for n in fleet["k8s"].cluster.nodes.values() if n["spec"].get("unschedulable")]
+    windows = {w["node"]: w for w in timeline.windows(events)}
+    assert windows["pve1"]["reboot"] is True and windows["pve1"]["seconds"] > 0 and windows["pve2"]["seconds"] is None
+
+    # a second run changes nothing: no window anywhere, no write, no Kubernetes action
+    sim.reset_counters()
+    before = len(fleet["k8s"].requests())
+    again = fleet["tmp"] / "again.json"
+    rc, output = site(fleet, "--skip-tags", "guest", "-e", "site_timeline_file=%s" % again)
+    assert rc == 0, output
+    _timeline_module, events = _timeline(again)
+    assert _per_node(events) == {"pve1": ["host_change", "done"], "pve2": ["host_change", "done"],
+                                 "pve3": ["host_change", "done"]}
+    assert sim.counters()["writes_without_auth"] == 0
+    assert not [e for e in fleet["k8s"].requests()[before:] if e["action"] in ("cordon", "evict", "patch_node")]
+
+
+def test_a_failure_on_node_2_leaves_node_3_untouched_and_a_rerun_finishes(sim, fleet):
+    def second_needs_work(data):
+        data["vms"]["121"]["config"]["machine"] = "pc"
+    sim.update(second_needs_work)
+    sim.fail("PUT", r"/qemu/121/config$")
+    path = fleet["tmp"] / "timeline.json"
+    rc, output = site(fleet, "--skip-tags", "guest", "-e", "site_timeline_file=%s" % path)
+    assert rc != 0, output
+    assert "The rolling chain stopped on node pve2 (batch 2)" in output, output
+    assert "nodes already done make no change" in output
+    timeline, events = _timeline(path)
+    nodes = _per_node(events)
+    assert nodes["pve1"][-1] == "done" and nodes["pve2"][-1] == "failed" and "pve3" not in nodes, nodes
+    assert nodes["pve2"][:3] == ["cordon", "drain", "guest_stop"]
+    # the stopped agent was started again; node 3 was never cordoned, its VM never touched
+    assert sim.vm(121)["status"] == "running" and sim.vm(121)["config"]["machine"] == "pc"
+    assert sim.vm(122)["config"]["machine"] == "pc" and sim.vm(122)["status"] == "running"
+    assert ("cordon", "k3s-agent-3") not in _k8s_actions(fleet, "cordon")
+    assert timeline.validate(events) == []
+
+    sim.clear_faults()
+    sim.reset_counters()
+    again = fleet["tmp"] / "again.json"
+    rc, output = site(fleet, "--skip-tags", "guest", "-e", "site_timeline_file=%s" % again)
+    assert rc == 0, output
+    _timeline_module, events = _timeline(again)
+    nodes = _per_node(events)
+    # node 1 is done: no window, no reboot; node 2 finishes (its node was left cordoned and is drained again)
+    assert nodes["pve1"] == ["host_change", "done"], nodes
+    assert "vm_config" in nodes["pve2"] and "vm_config" in nodes["pve3"]
+    assert sim.vm(121)["config"]["machine"] == "q35" and sim.vm(122)["config"]["machine"] == "q35"
+    assert timeline.validate(events, agents=[121, 122]) == []

@@ -104,6 +104,25 @@ def test_links_judge_the_expected_va_api_diagnosis():
     assert chain.chain_links(site, state, k8s, ["vainfo 2.12"], 1, "0000:01:00.0")[0]["status"] == "FAIL"  # no reboot happened
 
 
+def test_window_link_judges_the_lab_timeline():
+    tl = chain.timeline_module()
+    steps = ["cordon", "drain", "guest_stop", "host_change", "vm_config", "host_reboot", "host_up", "guest_start", "ready",
+             "guest_verified", "labels", "uncordon", "done"]
+    guest = {"cordon", "drain", "guest_stop", "vm_config", "guest_start", "ready", "guest_verified", "uncordon"}
+    events = [tl.event(chain.HOST_VM, "plan", t=0)] + [
+        tl.event(chain.HOST_VM, name, chain.VMID if name in guest else None, t=10 + i * 10) for i, name in enumerate(steps)]
+    link = chain.window_link(events)
+    # guest_stop at 30, guest_start at 80: one window of 50 s
+    assert link["status"] == "ok" and "one window of 50.0 s" in link["detail"], link
+    # the old order: the host rebooted before its agent was drained, and the agent restarted twice
+    old = [tl.event(chain.HOST_VM, name, chain.VMID if name in guest else None, t=10 + i * 10) for i, name in enumerate(
+        ["host_change", "host_reboot", "host_up", "cordon", "drain", "guest_stop", "vm_config", "guest_start", "ready",
+         "uncordon", "done"])] + [tl.event(chain.HOST_VM, "guest_stop", chain.VMID, t=12), tl.event(chain.HOST_VM, "guest_start", chain.VMID, t=25)]
+    bad = chain.window_link(old)
+    assert bad["status"] == "FAIL" and "guest 120 stopped 2 times" in bad["detail"], bad
+    assert chain.window_link([]) is None
+
+
 @pytest.fixture(scope="module")
 def chain_run():
     env = dict(os.environ)
@@ -123,7 +142,7 @@ def test_chain_end_to_end(chain_run):
     output = proc.stdout + proc.stderr
     assert summary.get("links"), output
     links = {link["link"]: link for link in summary["links"]}
-    real = ("host prep", "Proxmox node", "VM config", "drain", "worker packages", "labels", "second run")
+    real = ("host prep", "Proxmox node", "VM config", "drain", "worker packages", "labels", "rolling window", "second run")
     assert {name: links[name]["status"] for name in real} == dict.fromkeys(real, "ok"), json.dumps(summary["links"], indent=1)
     # the stand-in has no video engine: VA-API unavailable, with the link it breaks at and the fix
     va = links["VA-API"]

@@ -610,7 +610,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- admin side-channel
     def admin(self, method, sub, body):  # pylint: disable=too-many-branches
-        """`/_pvesim/<token>/…`: state (GET, PUT), faults (GET, POST, DELETE), counters (GET, DELETE),
+        """`/_pvesim/<token>/…`: state (GET, PUT), nodes/<name> (PUT: one node), faults (GET, POST, DELETE), counters (GET, DELETE),
         settings (POST; `pve_version` switches the release), latency (POST {"seconds"}), wait (POST),
         schema (GET: release and refused requests, DELETE: forget them)."""
         sim = self.sim
@@ -625,6 +625,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif sub == "/state" and method == "PUT":
             sim.state.replace(payload)
             result = None
+        elif sub.startswith("/nodes/") and method == "PUT":
+            # one node's record replaced under the state's lock: the guests' state is left as it is
+            name = sub[len("/nodes/"):]
+            result = sim.update(lambda data: data["nodes"].__setitem__(name, payload))
         elif sub == "/faults" and method == "GET":
             with sim.faults_lock:
                 result = [rule.as_dict() for rule in sim.faults]

@@ -328,3 +328,41 @@ def test_vm_changes_leave_the_power_steps_out():
     assert fleet.vm_changes([{"action": "shutdown"}, {"action": "set_config", "config": {}}, {"action": "start"}]) == [
         "set_config"]
     assert fleet.vm_changes(["add_efidisk", "stop"]) == ["add_efidisk"]
+
+
+# ---------------------------------------------------------------- the rolling play's hosts
+def test_rolling_orders_each_node_then_its_agents_batch_by_batch():
+    second = _node(2, reboot=False, plan=())
+    second["agents"].append({"vmid": 125, "name": "k3s-agent-5", "k8s_node": "k3s-agent-5", "status": "running",
+                             "plan": ["set_hostpci0"]})
+    result = fleet.plan([_node(1), second, _node(3, reboot=False, plan=())], _cluster(), options={"batch": 2})
+    rolling = fleet.rolling(result, hosts=["pve-1", "pve-2", "pve-3"])
+    assert rolling["order"] == ["pve-1", "k3s-agent-1", "pve-2", "k3s-agent-2", "k3s-agent-5", "pve-3", "k3s-agent-3"]
+    # two nodes per batch: five hosts, then the last node and its agent
+    assert rolling["serial"] == [5, 2]
+    members = rolling["members"]
+    assert members["pve-1"] == {"part": "host", "reboot": True, "changes": True, "node": "pve-1", "pve_node": "pve1",
+                                "batch": 1, "window": True, "leader": True}
+    assert members["k3s-agent-1"]["leader"] is False
+    assert members["k3s-agent-1"]["stop"] is True and members["k3s-agent-1"]["vm_config"] is True
+    # a node without reboot: only the agent whose config changes stops
+    assert (members["k3s-agent-2"]["stop"], members["k3s-agent-5"]["stop"]) == (False, True)
+    assert members["k3s-agent-5"] == {"part": "agent", "vmid": 125, "k8s_node": "k3s-agent-5", "stop": True,
+                                      "vm_config": True, "node": "pve-2", "pve_node": "pve2", "batch": 1,
+                                      "reboot": False, "window": True, "leader": False}
+    assert members["k3s-agent-3"]["stop"] is False and members["k3s-agent-3"]["batch"] == 2
+    # nothing stops on pve-3: no window, so no cluster checks after it
+    assert members["pve-3"]["window"] is False and members["k3s-agent-3"]["window"] is False
+
+
+def test_rolling_without_the_host_in_the_inventory_holds_only_the_agents():
+    # agents on a node whose host the inventory does not list (or --limit left out): their VM link still rolls
+    result = fleet.plan([_node(1, reboot=False), _node(2, reboot=False, plan=())], _cluster())
+    rolling = fleet.rolling(result, hosts=[], other_agents=["k3s-agent-2", "k3s-agent-9"])
+    assert rolling["order"] == ["k3s-agent-1", "k3s-agent-2", "k3s-agent-9"] and rolling["serial"] == [1, 1, 1]
+    assert rolling["members"]["k3s-agent-1"]["leader"] is True
+    # an agent whose VM the plan could not read gets only its guest link, after every window
+    assert rolling["members"]["k3s-agent-9"] == {"part": "agent", "vmid": None, "k8s_node": None, "stop": False,
+                                                 "vm_config": False, "node": "k3s-agent-9", "pve_node": None, "batch": 3,
+                                                 "reboot": False, "window": False, "leader": True}
+    assert fleet.rolling({"nodes": [], "batches": []})["serial"] == [1]

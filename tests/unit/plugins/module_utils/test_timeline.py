@@ -5,7 +5,7 @@ import json
 import pytest
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import timeline
 
-FULL = ["cordon", "drain", "guest_stop", "host_change", "host_reboot", "host_up", "vm_config", "guest_start", "ready",
+FULL = ["cordon", "drain", "guest_stop", "host_change", "vm_config", "host_reboot", "host_up", "guest_start", "ready",
         "guest_verified", "labels", "uncordon", "done"]
 
 
@@ -130,3 +130,26 @@ def test_the_lab_prints_the_windows(tmp_path, monkeypatch, capsys):
     assert "RULE BROKEN: guest_stop on chain-pve after its done" in lines
     assert "RULE BROKEN: guest 120 stopped 2 times" in lines
     assert "timeline of the site run" in capsys.readouterr().out
+
+
+def test_append_from_several_writers_keeps_every_event(tmp_path):
+    import multiprocessing
+
+    path = str(tmp_path / "timeline.json")
+    procs = [multiprocessing.Process(target=lambda i=i: [timeline.append(path, timeline.event("pve-%d" % i, "plan"))
+                                                        for _ in range(10)]) for i in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(30)
+    loaded = timeline.load((tmp_path / "timeline.json").read_text(encoding="utf-8"))
+    assert len(loaded) == 40 and sorted({e["node"] for e in loaded}) == ["pve-0", "pve-1", "pve-2", "pve-3"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".timeline-")] == []
+
+
+def test_append_refuses_a_file_that_is_no_timeline(tmp_path):
+    path = tmp_path / "timeline.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="events"):
+        timeline.append(str(path), timeline.event("pve-1", "done"))
+    assert path.read_text() == "[1, 2]"
