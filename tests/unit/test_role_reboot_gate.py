@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 homelab.gpu_passthrough maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""proxmox_gpu_prep's reboot step on the controller: it reads the boot entry back and refuses a bad one.
+"""proxmox_gpu_prep's read-back and reboot steps on the controller: the boot entry is read back and a bad one refused.
 
 The step runs against a fake root (module_defaults point boot_entry_info at it). The reboot itself
 is never allowed here (proxmox_gpu_prep_reboot: false), so a broken gate cannot reboot the machine
@@ -34,6 +34,10 @@ PLAY = """
     _proxmox_gpu_prep_cmdline: {{intel_iommu: "on", iommu: pt}}
     _proxmox_gpu_prep_kcmd: {{bootloader: grub, reboot_required: true}}
   tasks:
+    - name: The read-back step
+      ansible.builtin.include_role:
+        name: homelab.gpu_passthrough.proxmox_gpu_prep
+        tasks_from: readback
     - name: The reboot step
       ansible.builtin.include_role:
         name: homelab.gpu_passthrough.proxmox_gpu_prep
