@@ -136,8 +136,11 @@ def test_append_from_several_writers_keeps_every_event(tmp_path):
     import multiprocessing
 
     path = str(tmp_path / "timeline.json")
-    procs = [multiprocessing.Process(target=lambda i=i: [timeline.append(path, timeline.event("pve-%d" % i, "plan"))
-                                                        for _ in range(10)]) for i in range(4)]
+    def write(index):
+        for _ in range(10):
+            timeline.append(path, timeline.event("pve-%d" % index, "plan"))
+
+    procs = [multiprocessing.Process(target=write, args=(i,)) for i in range(4)]
     for proc in procs:
         proc.start()
     for proc in procs:
