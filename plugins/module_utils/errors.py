@@ -5,20 +5,11 @@
 
 from __future__ import annotations
 
-# The links of the chain a failure can be pinned on.
-LINKS = (
-    "input",
-    "bios",
-    "cmdline",
-    "iommu",
-    "group",
-    "binding",
-    "bootloader",
-    "file",
-    "vm_config",
-    "guest_driver",
-    "label",
-)
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import links as chain_links
+
+# What a failure can be pinned on: a link of the chain (module_utils/links.py, the one list of them), or a cause
+# before or beside the chain: the user's input, a file the host link edits, the boot loader.
+LINKS = chain_links.IDS + ("input", "file", "bootloader")
 
 
 class PassthroughError(Exception):

@@ -21,15 +21,15 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import gpu_capabilities
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import gpu_capabilities, links
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.vainfo import (
     CAPABILITIES,
     DEFAULT_REQUIRED,
     codec_report,
 )
 
-LINK_VM_CONFIG = "VM config"
-LINK_GUEST_DRIVER = "guest driver"
+LINK_VM_CONFIG = links.title("vm_config")
+LINK_GUEST_DRIVER = links.title("guest_driver")
 
 NON_FREE_PACKAGE = "intel-media-va-driver-non-free"
 INSTALL_FIX = (

@@ -5,8 +5,9 @@
 
 Pure Python, standard library only. ``chain_summary`` turns what the roles left on each host (plain dicts) into
 the rows ``playbooks/site.yml`` prints and writes with ``-e site_summary_file``: ``{id, host, link, status, detail,
-fix}``, ``link`` being the title. ``diagnosis``, ``errors`` and ``guest`` still carry their own finer-grained names
-(``iommu``, ``groups``, ``isolation``, ...); ``HOST_PARTS`` maps them onto the links here.
+fix}``, ``link`` being the title. ``errors`` pins failures on these ids (or on the input, a file, the boot loader),
+``guest`` names its verdicts by these titles; ``diagnosis`` still carries finer-grained host names (``iommu``,
+``groups``, ``isolation``, ...), which ``HOST_PARTS`` maps onto the links here.
 """
 
 from __future__ import annotations
