@@ -347,3 +347,23 @@ def test_a_failure_on_node_2_leaves_node_3_untouched_and_a_rerun_finishes(sim, f
     assert "vm_config" in nodes["pve2"] and "vm_config" in nodes["pve3"]
     assert sim.vm(121)["config"]["machine"] == "q35" and sim.vm(122)["config"]["machine"] == "q35"
     assert timeline.validate(events, agents=[121, 122]) == []
+
+
+def test_a_host_link_failure_brings_the_stopped_agent_back(sim, fleet):
+    # the host of node 1 fails after its agent was drained and shut down: the whole batch goes to the rescue
+    with open(fleet["inventory"], encoding="utf-8") as handle:
+        inventory = json.load(handle)
+    inventory["all"]["children"]["proxmox_hosts"]["hosts"]["pve1"]["host_standin_fail"] = True
+    with open(fleet["inventory"], "w", encoding="utf-8") as handle:
+        json.dump(inventory, handle)
+    path = fleet["tmp"] / "timeline.json"
+    rc, output = site(fleet, "--skip-tags", "guest", "-e", "site_timeline_file=%s" % path)
+    assert rc != 0, output
+    assert 'The rolling chain stopped on node pve1 (batch 1), at "Fail when the test asks for it" on pve1' in output, output
+    assert "VM 120 was started again; Kubernetes node k3s-agent-1 stays cordoned" in output, output
+    _timeline_module, events = _timeline(path)
+    nodes = _per_node(events)
+    assert nodes == {"pve1": ["cordon", "drain", "guest_stop", "failed"]}, nodes
+    assert sim.vm(120)["status"] == "running"
+    assert _driver(fleet["roots"]["pve1"]) == "i915"
+    assert sim.vm(122)["config"]["machine"] == "pc"
