@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 homelab.gpu_passthrough maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -187,7 +186,7 @@ def figures(name, events, nodes, agents, batch=1):
 def table(rows):
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")
-    print("| " + " | ".join("---" for _ in keys) + " |")
+    print("| " + " | ".join(["---"] * len(keys)) + " |")
     for row in rows:
         print("| " + " | ".join(str(row[k]) for k in keys) + " |")
 

@@ -136,9 +136,10 @@ def test_append_from_several_writers_keeps_every_event(tmp_path):
     import multiprocessing
 
     path = str(tmp_path / "timeline.json")
+
     def write(index):
-        for _ in range(10):
-            timeline.append(path, timeline.event("pve-%d" % index, "plan"))
+        for number in range(10):
+            timeline.append(path, timeline.event("pve-%d" % index, "plan", detail="write %d" % number))
 
     procs = [multiprocessing.Process(target=write, args=(i,)) for i in range(4)]
     for proc in procs:
