@@ -5,7 +5,7 @@
       wait for SSH and print the connection facts as JSON (also written to
       .cache/lab/vms/NAME/connection.json). Re-running it for a running VM
       prints the same facts. FLAVOUR: grub or systemd-boot (Debian 12),
-      trixie-systemd-boot (Debian 13).
+      trixie-systemd-boot (Debian 13), grub-worker (grub with ffmpeg).
   lab/vm down NAME          stop the VM and remove its overlay (a missing VM is fine);
                             the serial log moves to .cache/lab/logs/NAME.serial.log
   lab/vm ssh NAME -- CMD    run a command in the VM as root
@@ -43,8 +43,8 @@ CACHE_DIR = os.environ.get("LAB_CACHE") or os.path.join(REPO_DIR, ".cache", "lab
 VMS_DIR = os.path.join(CACHE_DIR, "vms")
 LOGS_DIR = os.path.join(CACHE_DIR, "logs")
 KEY_FILE = os.path.join(CACHE_DIR, "ssh", "id_ed25519")
-# The image flavours of lab/build-image (its FLAVOURS): [<suite>-]<boot loader>, bookworm unprefixed.
-FLAVOURS = ("grub", "systemd-boot", "trixie-systemd-boot")
+# The image flavours of lab/build-image (its FLAVOURS): [<suite>-]<boot loader>[-worker], bookworm unprefixed.
+FLAVOURS = ("grub", "grub-worker", "systemd-boot", "trixie-systemd-boot")
 USER = "root"
 ADDRESS = "127.0.0.1"
 OVMF_CANDIDATES = (

@@ -322,7 +322,9 @@ def run_probe(ffmpeg, scenarios, paths, device, frames, timeout, source_fps, enc
         if not isinstance(value, int) or value < 1:
             raise PassthroughError("%s=%r must be a positive whole number" % (name, value), fix="set %s to 1 or more" % name)
     if not ffmpeg:
-        raise PassthroughError("ffmpeg is not installed", fix="install the ffmpeg package (gpu_worker_probe installs it)",
+        raise PassthroughError("ffmpeg is not installed",
+                               fix="install the ffmpeg package (the gpu_worker role adds it to its packages with "
+                                   "gpu_worker_probe, unless gpu_worker_manage_packages is false)",
                                link="guest_driver")
     env = {"LIBVA_DRIVER_NAME": driver_name} if driver_name else {}
     workdir = tempfile.mkdtemp(prefix="transcode_probe_")

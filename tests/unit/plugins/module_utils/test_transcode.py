@@ -145,5 +145,6 @@ def test_run_probe_refuses_bad_inputs_before_running():
         transcode.run_probe("ffmpeg", ["h264_1080p"], ["cpu"], None, 30, 60, 30, "1080p", "640x360", "320x180", run=run)
     with pytest.raises(PassthroughError, match="frames=0"):
         transcode.run_probe("ffmpeg", ["h264_1080p"], ["cpu"], None, 0, 60, 30, "320x240", "640x360", "320x180", run=run)
-    with pytest.raises(PassthroughError, match="ffmpeg is not installed"):
+    with pytest.raises(PassthroughError, match="ffmpeg is not installed") as missing:
         transcode.run_probe(None, ["h264_1080p"], ["cpu"], None, 1, 60, 30, "320x240", "640x360", "320x180", run=run)
+    assert "gpu_worker_manage_packages" in missing.value.to_result()["fix"]
