@@ -367,3 +367,12 @@ def test_a_host_link_failure_brings_the_stopped_agent_back(sim, fleet):
     assert sim.vm(120)["status"] == "running"
     assert _driver(fleet["roots"]["pve1"]) == "i915"
     assert sim.vm(122)["config"]["machine"] == "pc"
+
+
+def test_a_bad_rolling_option_is_refused_before_any_change(sim, fleet):
+    sim.reset_counters()
+    rc, output = site(fleet, "--skip-tags", "guest", "-e", "site_start_retries=many")
+    assert rc != 0, output
+    assert "site_start_retries=many: not a whole number" in output and "nothing was changed" in output, output
+    assert sim.counters()["writes_without_auth"] == 0
+    assert not [e for e in fleet["k8s"].requests() if e["action"] in ("cordon", "evict", "patch_node")]
