@@ -1,8 +1,8 @@
 """Every request checked against the real Proxmox VE API schema, as PVE's API server checks it.
 
-The schema is the JSON derived from pve-docs `api-viewer/apidata.js` in `shared/pve-api/` beside the repository
-(`schema-9.1.json`, `schema-8.2.json`; `PVESIM_SCHEMA_DIR` points elsewhere). A request for a path or method the
-API lacks is answered 501 "Method '<METHOD> <path>' not implemented" (pve-manager `PVE/HTTPServer.pm`,
+The schema is the JSON derived from pve-docs `api-viewer/apidata.js` in `api-schema/` beside this file
+(`schema-9.1.json`, `schema-8.2.json`, their sources in its README; `PVESIM_SCHEMA_DIR` points elsewhere).
+A request for a path or method the API lacks is answered 501 "Method '<METHOD> <path>' not implemented" (pve-manager `PVE/HTTPServer.pm`,
 `rest_handler`; pve-common `src/PVE/RESTHandler.pm`, `find_handler`). Its parameters, path parameters included,
 are checked as pve-common `src/PVE/RESTHandler.pm` `handle` does (`$normalize_legacy_param_formats`, then
 `PVE::JSONSchema::validate`) with the texts of pve-common `src/PVE/JSONSchema.pm` (`check_object`, `check_prop`,
@@ -19,6 +19,7 @@ import re
 
 from .rules import ApiError, param_exc
 
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "api-schema")
 DEFAULT_PVE_VERSION = "9.1"
 SCHEMA_VERSIONS = ("9.1", "8.2")
 
@@ -61,19 +62,9 @@ class _FormatDie(Exception):
 
 
 def schema_dir():
-    """`PVESIM_SCHEMA_DIR`, else the nearest `shared/pve-api` beside the repository or one of its parents."""
-    if os.environ.get("PVESIM_SCHEMA_DIR"):
-        return os.environ["PVESIM_SCHEMA_DIR"]
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    while True:
-        parent = os.path.dirname(here)
-        candidate = os.path.join(parent, "shared", "pve-api")
-        if os.path.isdir(candidate):
-            return candidate
-        if parent == here:
-            raise RuntimeError("Proxmox VE API schema not found: no shared/pve-api beside the repository or its parents "
-                               "(set PVESIM_SCHEMA_DIR)")
-        here = parent
+    """`PVESIM_SCHEMA_DIR`, else `api-schema/` beside this file: the schema ships with the repository
+    (`tools/refresh-pve-schema` copies a newer derivation in)."""
+    return os.environ.get("PVESIM_SCHEMA_DIR") or SCHEMA_DIR
 
 
 def normalize_version(version):
