@@ -53,9 +53,12 @@ def test_votes_ha_resources_and_override(tmp_path, cert_dir):
         assert [(r["sid"], r["type"], r["state"]) for r in rows] == [("ct:200", "ct", "ignored"), ("vm:130", "vm", "started")]
         assert rows[1]["group"] == "media"
         assert [r["sid"] for r in api.cluster.ha.resources.get(type="vm")] == ["vm:130"]
+        # the schema's enumeration refuses it before the handler runs, as PVE's API server does
         with pytest.raises(ResourceException) as err:
             api.cluster.ha.resources.get(type="qemu")
         assert err.value.status_code == 400
+        assert [(v["path"], v["errors"]) for v in sim.schema_violations(clear=True)] == [
+            ("/cluster/ha/resources", {"type": "value 'qemu' does not have a value in the enumeration 'ct, vm'"})]
 
         def lost(data):
             data["cluster"]["quorate"] = False

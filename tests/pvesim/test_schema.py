@@ -209,8 +209,17 @@ def test_a_path_or_method_the_api_lacks_is_not_implemented(version):
                          ("GET", "/nodez")):
         error = api.check_request(method, path, {})
         assert (error.status, error.message) == (501, "Method '%s %s' not implemented\n" % (method, path))
-    assert api.lookup("GET", "/access/permissions") == ("/access/permissions", {})  # outside the subset: routed, not checked
-    assert api.check_request("GET", "/access/permissions", {"anything": "1"}) is None
+    assert api.lookup("GET", "/access/users") == ("/access/users", {})  # outside the subset: routed, not checked
+    assert api.check_request("GET", "/access/users", {"anything": "1"}) is None
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_access_permissions_is_checked(version):
+    """/access/permissions is inside the subset: its parameters are checked like any other path's."""
+    api = schema.load(version)
+    assert api.check_request("GET", "/access/permissions", {"path": "/vms/120"}) is None
+    error = api.check_request("GET", "/access/permissions", {"anything": "1"})
+    assert error.status == 400 and "anything" in error.errors
 
 
 @pytest.mark.parametrize("version", VERSIONS)
