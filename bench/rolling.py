@@ -35,7 +35,8 @@ timeline = _load("timeline")
 fleet = _load("fleet")
 
 # seconds per step; the defaults are of the order a lab run shows (lab/chain prints its own timeline)
-DEFAULTS = {"drain": 10.0, "guest_stop": 20.0, "host_change": 60.0, "vm_config": 2.0, "host_reboot": 90.0,
+DEFAULTS = {"host_change": 60.0, "guest_prepared": 30.0, "drain": 10.0, "guest_stop": 20.0, "vm_config": 2.0,
+            "host_reboot": 90.0,
             "guest_start": 5.0, "ready": 40.0, "guest_verified": 20.0, "labels": 2.0, "uncordon": 1.0}
 
 
@@ -60,7 +61,8 @@ def durations_from(path):
 
 
 def rolling(nodes, batch, d):
-    """site.yml today: node by node (batch nodes at a time), one window per node."""
+    """site.yml today: node by node (batch nodes at a time); the host's preparation and the guest's packages while the
+    guest serves, then one window per node that holds only what needs the guest stopped."""
     events, t = [], 0.0
     names = ["pve-%d" % i for i in range(1, nodes + 1)]
     for start in range(0, nodes, batch):
@@ -74,10 +76,11 @@ def rolling(nodes, batch, d):
                 now += seconds
                 events.append(timeline.event(node, event, guest, t=now))
 
+            add("host_change", None, d["host_change"])
+            add("guest_prepared", vmid, d["guest_prepared"])
             add("cordon", vmid)
             add("drain", vmid, d["drain"])
             add("guest_stop", vmid, d["guest_stop"])
-            add("host_change", None, d["host_change"])
             add("vm_config", vmid, d["vm_config"])
             add("host_reboot")
             add("host_up", None, d["host_reboot"])

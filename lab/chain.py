@@ -588,10 +588,15 @@ def window_link(events: list[dict]) -> dict | None:
     if not before:
         problems.append("expected drain, guest_stop, host_reboot, guest_start in that order on "
                         f"{HOST_VM}, got {', '.join(order)}")
+    # the window holds only what needs the guest stopped: the host's preparation and the guest's packages come first
+    late = [n for n in ("host_change", "guest_prepared") if at(n) is None or (at("cordon") is not None and at(n) > at("cordon"))]
+    if late:
+        problems.append(f"expected {', '.join(late)} before the cordon on {HOST_VM}, got {', '.join(order)}")
     window = next((w for w in tl.windows(events) if w["node"] == HOST_VM), {})
     return {"link": "rolling window", "kind": "real host + simulated API", "status": "FAIL" if problems else "ok",
-            "detail": (f"VM {VMID}: one window of {window.get('seconds')} s (drain, stop, host link, VM config, "
-                       f"reboot, start); {HOST_VM}: " + " -> ".join(order)) + ("; " + "; ".join(problems) if problems else ""),
+            "detail": (f"VM {VMID}: one window of {window.get('seconds')} s (drain, stop, VM config, reboot, start; the "
+                       f"host link and the guest's packages before it); {HOST_VM}: " + " -> ".join(order))
+                      + ("; " + "; ".join(problems) if problems else ""),
             "fix": None if not problems else f"see {timeline_path('site')}"}
 
 

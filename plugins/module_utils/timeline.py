@@ -27,10 +27,11 @@ import os
 import tempfile
 import time
 
-# The VM config is written while the guest is stopped and before the host reboots: a guest with onboot set is started
-# by the rebooted host itself, and must boot its new config then, not need a second restart.
-EVENTS = ("plan", "cordon", "drain", "guest_stop", "host_change", "vm_config", "host_reboot", "host_up",
-          "guest_start", "ready", "guest_verified", "labels", "uncordon", "done", "failed")
+# The host's preparation and the guest's packages come before the cordon, while the guests serve: the window holds
+# only what needs them stopped. The VM config is written while the guest is stopped and before the host reboots: a
+# guest with onboot set is started by the rebooted host itself, and must boot its new config then.
+EVENTS = ("plan", "host_change", "guest_prepared", "cordon", "drain", "guest_stop", "vm_config", "host_reboot",
+          "host_up", "guest_start", "ready", "guest_verified", "labels", "uncordon", "done", "failed")
 RANK = {name: index for index, name in enumerate(EVENTS)}
 GUEST_EVENTS = ("guest_stop", "vm_config", "guest_start", "guest_verified")
 ENDS = ("done", "failed")
@@ -192,12 +193,59 @@ def windows(events):
     return result
 
 
+def _span(events, node, first, last, guest=None):
+    """``{seconds, parts: [[event, seconds], ...]}`` from the node's ``first`` event to its ``last`` (of ``guest`` when
+    given); each part is the time until that event was recorded, so it holds the step that ended with it. None while
+    either end is missing."""
+    mine = [e for e in sorted(events, key=lambda e: e["t"]) if e.get("node") == node and e["event"] != "plan"]
+    starts = [i for i, e in enumerate(mine) if e["event"] == first and (guest is None or e.get("guest") == guest)]
+    if not starts:
+        return None
+    # an end recorded without its guest (one per node) closes every guest's span
+    ends = [i for i, e in enumerate(mine) if e["event"] == last and (guest is None or e.get("guest") in (guest, None))
+            and i > starts[0]]
+    if not ends:
+        return None
+    inside = mine[starts[0]:ends[0] + 1]
+    parts = [[later["event"], round(later["t"] - earlier["t"], 1)] for earlier, later in zip(inside, inside[1:])]
+    return {"seconds": round(inside[-1]["t"] - inside[0]["t"], 1), "parts": parts}
+
+
+def downtime(events):
+    """Per node, what its window cost, in the order the nodes rolled: ``{node, down: {vmid: span}, cordoned: {vmid:
+    span}}``. ``down`` is a guest's ``guest_stop`` -> ``guest_start`` (the VM off), ``cordoned`` its node's ``cordon``
+    -> ``uncordon`` (out of service); a span is ``_span``'s, None while it is open."""
+    result = []
+    for w in windows(events):
+        node = w["node"]
+        guests = sorted({e["guest"] for e in events if e.get("node") == node and e.get("guest") is not None
+                         and e["event"] in ("guest_stop", "cordon")})
+        result.append({"node": node,
+                       "down": {g: _span(events, node, "guest_stop", "guest_start", g) for g in guests
+                                if any(e["event"] == "guest_stop" and e.get("guest") == g for e in events)},
+                       "cordoned": {g: _span(events, node, "cordon", "uncordon", g) for g in guests
+                                    if any(e["event"] == "cordon" and e.get("guest") == g for e in events)}})
+    return result
+
+
+def _span_text(span):
+    if span is None:
+        return "open"
+    return "%.1f s (%s)" % (span["seconds"], ", ".join("%s %.1f" % (name, seconds) for name, seconds in span["parts"]))
+
+
 def window_lines(events):
-    """The windows for humans: one line per node."""
+    """The windows for humans: one line per node, then one per guest that went down or was cordoned, with the parts."""
     lines = []
+    costs = {c["node"]: c for c in downtime(events)}
     for w in windows(events):
         guests = ", ".join("%s %s" % (g, "%.1f s" % s if s is not None else "not started") for g, s in w["guests"].items())
         lines.append("%s: %s; window %s%s; guests: %s; %.1f s in all" % (
             w["node"], w["status"], "%.1f s" % w["seconds"] if w["seconds"] is not None else "none",
             " (host rebooted)" if w["reboot"] else "", guests or "none stopped", w["last"] - w["first"]))
+        cost = costs.get(w["node"]) or {"down": {}, "cordoned": {}}
+        for guest, span in cost["down"].items():
+            lines.append("  VM %s down %s" % (guest, _span_text(span)))
+        for guest, span in cost["cordoned"].items():
+            lines.append("  VM %s's node cordoned %s" % (guest, _span_text(span)))
     return lines

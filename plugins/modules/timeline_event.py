@@ -40,7 +40,7 @@ options:
       - What happened, in the order a node's window runs through them.
     type: str
     required: true
-    choices: [plan, cordon, drain, guest_stop, host_change, vm_config, host_reboot, host_up, guest_start, ready,
+    choices: [plan, host_change, guest_prepared, cordon, drain, guest_stop, vm_config, host_reboot, host_up, guest_start, ready,
               guest_verified, labels, uncordon, done, failed]
   detail:
     description:

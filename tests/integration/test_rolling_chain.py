@@ -285,13 +285,14 @@ def test_node_by_node_one_window_each_then_no_change(sim, fleet):
     # the order of a window, no node before the last one is done, one stop and one start per stopped agent
     assert timeline.validate(events, agents=[120, 122]) == [], events
     assert _per_node(events) == {
-        # pve1's host binds its iGPU and reboots: its agent stops before the host link and starts after the reboot
-        "pve1": ["cordon", "drain", "guest_stop", "host_change", "host_reboot", "host_up", "guest_start", "ready",
+        # pve1's host binds its iGPU and reboots: the host link is prepared while its agent serves; the agent stops
+        # only for the reboot and starts after it
+        "pve1": ["host_change", "cordon", "drain", "guest_stop", "host_reboot", "host_up", "guest_start", "ready",
                  "uncordon", "done"],
         # ready: nothing stops
         "pve2": ["host_change", "done"],
         # the i440fx VM: its config is written while it is stopped, and it starts once
-        "pve3": ["cordon", "drain", "guest_stop", "host_change", "vm_config", "guest_start", "ready", "uncordon", "done"],
+        "pve3": ["host_change", "cordon", "drain", "guest_stop", "vm_config", "guest_start", "ready", "uncordon", "done"],
     }
     assert [e["node"] for e in events if e["event"] == "plan"] == ["pve1", "pve2", "pve3"]
     assert _driver(fleet["roots"]["pve1"]) == "vfio-pci"
@@ -328,7 +329,7 @@ def test_a_failure_on_node_2_leaves_node_3_untouched_and_a_rerun_finishes(sim, f
     timeline, events = _timeline(path)
     nodes = _per_node(events)
     assert nodes["pve1"][-1] == "done" and nodes["pve2"][-1] == "failed" and "pve3" not in nodes, nodes
-    assert nodes["pve2"][:3] == ["cordon", "drain", "guest_stop"]
+    assert nodes["pve2"][:4] == ["host_change", "cordon", "drain", "guest_stop"]
     # the stopped agent was started again; node 3 was never cordoned, its VM never touched
     assert sim.vm(121)["status"] == "running" and sim.vm(121)["config"]["machine"] == "pc"
     assert sim.vm(122)["config"]["machine"] == "pc" and sim.vm(122)["status"] == "running"
@@ -349,22 +350,27 @@ def test_a_failure_on_node_2_leaves_node_3_untouched_and_a_rerun_finishes(sim, f
     assert timeline.validate(events, agents=[121, 122]) == []
 
 
-def test_a_host_link_failure_brings_the_stopped_agent_back(sim, fleet):
-    # the host of node 1 fails after its agent was drained and shut down: the whole batch goes to the rescue
+def test_a_host_preparation_refusal_stops_the_run_before_the_window(sim, fleet):
+    # the host link of node 1 refuses while it prepares (as a boot entry read back without the arguments does): its
+    # agent keeps serving, nothing is stopped or cordoned, and no later node is touched
     with open(fleet["inventory"], encoding="utf-8") as handle:
         inventory = json.load(handle)
     inventory["all"]["children"]["proxmox_hosts"]["hosts"]["pve1"]["host_standin_fail"] = True
     with open(fleet["inventory"], "w", encoding="utf-8") as handle:
         json.dump(inventory, handle)
+    sim.reset_counters()
     path = fleet["tmp"] / "timeline.json"
     rc, output = site(fleet, "--skip-tags", "guest", "-e", "site_timeline_file=%s" % path)
     assert rc != 0, output
     assert 'The rolling chain stopped on node pve1 (batch 1), at "Fail when the test asks for it" on pve1' in output, output
-    assert "VM 120 was started again; Kubernetes node k3s-agent-1 stays cordoned" in output, output
+    assert "was started again" not in output and "stays cordoned" not in output, output
     _timeline_module, events = _timeline(path)
     nodes = _per_node(events)
-    assert nodes == {"pve1": ["cordon", "drain", "guest_stop", "failed"]}, nodes
-    assert sim.vm(120)["status"] == "running"
+    assert nodes == {"pve1": ["failed"]}, nodes
+    # zero power actions and zero writes: every VM runs as before, no node was cordoned or drained
+    assert sim.counters()["writes"] == 0, sim.counters()
+    assert all(sim.vm(v)["status"] == "running" for v in (120, 121, 122))
+    assert not _k8s_actions(fleet, "cordon", "evict", "uncordon")
     assert _driver(fleet["roots"]["pve1"]) == "i915"
     assert sim.vm(122)["config"]["machine"] == "pc"
 

@@ -106,14 +106,19 @@ def test_links_judge_the_expected_va_api_diagnosis():
 
 def test_window_link_judges_the_lab_timeline():
     tl = chain.timeline_module()
-    steps = ["cordon", "drain", "guest_stop", "host_change", "vm_config", "host_reboot", "host_up", "guest_start", "ready",
-             "guest_verified", "labels", "uncordon", "done"]
-    guest = {"cordon", "drain", "guest_stop", "vm_config", "guest_start", "ready", "guest_verified", "uncordon"}
+    steps = ["host_change", "guest_prepared", "cordon", "drain", "guest_stop", "vm_config", "host_reboot", "host_up",
+             "guest_start", "ready", "guest_verified", "labels", "uncordon", "done"]
+    guest = {"guest_prepared", "cordon", "drain", "guest_stop", "vm_config", "guest_start", "ready", "guest_verified",
+             "uncordon"}
     events = [tl.event(chain.HOST_VM, "plan", t=0)] + [
         tl.event(chain.HOST_VM, name, chain.VMID if name in guest else None, t=10 + i * 10) for i, name in enumerate(steps)]
     link = chain.window_link(events)
-    # guest_stop at 30, guest_start at 80: one window of 50 s
-    assert link["status"] == "ok" and "one window of 50.0 s" in link["detail"], link
+    # guest_stop at 50, guest_start at 90: one window of 40 s
+    assert link["status"] == "ok" and "one window of 40.0 s" in link["detail"], link
+    # the host prepared inside the window: the link says so
+    inside = sorted((dict(e, t=45) if e["event"] == "host_change" else e for e in events), key=lambda e: e["t"])
+    late = chain.window_link(inside)
+    assert late["status"] == "FAIL" and "expected host_change before the cordon" in late["detail"], late
     # the old order: the host rebooted before its agent was drained, and the agent restarted twice
     old = [tl.event(chain.HOST_VM, name, chain.VMID if name in guest else None, t=10 + i * 10) for i, name in enumerate(
         ["host_change", "host_reboot", "host_up", "cordon", "drain", "guest_stop", "vm_config", "guest_start", "ready",

@@ -5,8 +5,8 @@ import json
 import pytest
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import timeline
 
-FULL = ["cordon", "drain", "guest_stop", "host_change", "vm_config", "host_reboot", "host_up", "guest_start", "ready",
-        "guest_verified", "labels", "uncordon", "done"]
+FULL = ["host_change", "guest_prepared", "cordon", "drain", "guest_stop", "vm_config", "host_reboot", "host_up",
+        "guest_start", "ready", "guest_verified", "labels", "uncordon", "done"]
 
 
 def _node(node, guest, start, names=tuple(FULL)):
@@ -44,7 +44,7 @@ def test_order_within_a_node():
     swapped[2]["t"], swapped[4]["t"] = swapped[4]["t"], swapped[2]["t"]
     assert any("out of order" in p for p in timeline.validate(swapped))
     # a repeated event for a second agent is fine
-    two = events[:3] + [timeline.event("pve-1", "guest_stop", 125, t=3.5)] + events[3:]
+    two = events[:5] + [timeline.event("pve-1", "guest_stop", 125, t=5.5)] + events[5:]
     assert timeline.validate(two) == []
 
 
@@ -53,18 +53,18 @@ def test_nothing_after_done_or_after_a_failure():
     assert timeline.validate(events) == ["labels on pve-1 after its done"]
     failed = _node("pve-1", 120, 1, FULL[:5] + ["failed"]) + _node("pve-2", 121, 20)
     problems = timeline.validate(failed)
-    assert "cordon on pve-2 before pve-1 was done" in problems
-    assert "cordon on pve-2 after pve-1 failed" in problems
+    assert "host_change on pve-2 before pve-1 was done" in problems
+    assert "host_change on pve-2 after pve-1 failed" in problems
 
 
 def test_the_next_node_waits_for_done():
     events = _node("pve-1", 120, 1) + _node("pve-2", 121, 5)  # pve-2 cordoned while pve-1 still in its window
     assert "cordon on pve-2 before pve-1 was done" in timeline.validate(events)
     # in batches of two the pair may overlap, the third may not start before both are done
-    pair = _node("pve-1", 120, 1) + _node("pve-2", 121, 1.5) + _node("pve-3", 122, 14)
+    pair = _node("pve-1", 120, 1) + _node("pve-2", 121, 1.5) + _node("pve-3", 122, 15)
     assert timeline.validate(pair, batch=2) == []
-    early = _node("pve-1", 120, 1) + _node("pve-2", 121, 1.5) + _node("pve-3", 122, 13.2)
-    assert timeline.validate(early, batch=2) == ["cordon on pve-3 before pve-2 was done"]
+    early = _node("pve-1", 120, 1) + _node("pve-2", 121, 1.5) + _node("pve-3", 122, 14.2)
+    assert timeline.validate(early, batch=2) == ["host_change on pve-3 before pve-2 was done"]
 
 
 def test_one_stop_and_one_start_per_guest():
@@ -91,15 +91,32 @@ def test_windows_per_node():
     found = timeline.windows(_fleet())
     assert [w["node"] for w in found] == ["pve-1", "pve-2", "pve-3"]
     first = found[0]
-    # guest_stop at t=3, guest_start at t=8
+    # guest_stop at t=5, guest_start at t=9
     assert (first["start"], first["end"], first["seconds"], first["guests"], first["reboot"], first["status"]) == (
-        3, 8, 5.0, {120: 5.0}, True, "done")
-    assert found[2]["reboot"] is False and found[2]["seconds"] == 3.0
+        5, 9, 4.0, {120: 4.0}, True, "done")
+    assert found[2]["reboot"] is False and found[2]["seconds"] == 2.0
     lines = timeline.window_lines(_fleet())
-    assert lines[0] == "pve-1: done; window 5.0 s (host rebooted); guests: 120 5.0 s; 12.0 s in all"
-    assert lines[2] == "pve-3: done; window 3.0 s; guests: 122 3.0 s; 10.0 s in all"
+    assert lines[0] == "pve-1: done; window 4.0 s (host rebooted); guests: 120 4.0 s; 13.0 s in all"
+    assert lines[1] == "  VM 120 down 4.0 s (vm_config 1.0, host_reboot 1.0, host_up 1.0, guest_start 1.0)"
+    assert lines[2] == ("  VM 120's node cordoned 10.0 s (drain 1.0, guest_stop 1.0, vm_config 1.0, host_reboot 1.0, "
+                        "host_up 1.0, guest_start 1.0, ready 1.0, guest_verified 1.0, labels 1.0, uncordon 1.0)")
+    assert lines[6] == "pve-3: done; window 2.0 s; guests: 122 2.0 s; 11.0 s in all"
     quiet = timeline.window_lines([timeline.event("pve-9", "done", t=1)])
     assert quiet == ["pve-9: done; window none; guests: none stopped; 0.0 s in all"]
+
+
+def test_downtime_spans_and_their_parts():
+    events = _node("pve-1", 120, 1)
+    # preparation before the cordon is in neither span
+    slow_prep = [dict(e, t=e["t"] + (100 if e["event"] != "host_change" else 0)) for e in events]
+    cost = timeline.downtime(slow_prep)[0]
+    assert cost["node"] == "pve-1" and cost["down"][120]["seconds"] == 4.0 and cost["cordoned"][120]["seconds"] == 10.0
+    assert [name for name, _seconds in cost["down"][120]["parts"]] == ["vm_config", "host_reboot", "host_up", "guest_start"]
+    assert sum(seconds for _name, seconds in cost["cordoned"][120]["parts"]) == 10.0
+    # a window still open (no start yet) has no span, and a node that stopped nothing has none
+    open_window = [e for e in events if e["event"] not in ("guest_start", "uncordon")]
+    assert timeline.downtime(open_window)[0] == {"node": "pve-1", "down": {120: None}, "cordoned": {120: None}}
+    assert timeline.downtime(_node("pve-2", 121, 1, ["host_change", "done"])) == [{"node": "pve-2", "down": {}, "cordoned": {}}]
 
 
 def test_dump_and_load_round_trip():
@@ -126,7 +143,7 @@ def test_the_lab_prints_the_windows(tmp_path, monkeypatch, capsys):
     (tmp_path / "site-timeline-site.json").write_text(timeline.dump(_node("chain-pve", 120, 1) + [
         timeline.event("chain-pve", "guest_stop", 120, t=30)]))
     lines = chain.print_timeline("site")
-    assert lines[0].startswith("chain-pve: done; window 5.0 s (host rebooted); guests: 120")
+    assert lines[0].startswith("chain-pve: done; window 4.0 s (host rebooted); guests: 120")
     assert "RULE BROKEN: guest_stop on chain-pve after its done" in lines
     assert "RULE BROKEN: guest 120 stopped 2 times" in lines
     assert "timeline of the site run" in capsys.readouterr().out
