@@ -3,6 +3,7 @@
 Needs the collection installed by tools/setup.sh and ANSIBLE_COLLECTIONS_PATH from tools/env.sh.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -134,14 +135,20 @@ def _host_root(base, driver):
                       devices={"0000:00:02.0": {"driver": driver}})
 
 
-@pytest.fixture
-def fleet(sim, tmp_path):
+@contextlib.contextmanager
+def _fleet(sim, tmp_path, node_of=None, agent_vars=None, extra_nodes=()):
+    """Three Proxmox hosts and their agents on pvesim and k8ssim. ``node_of``: agent -> its Kubernetes node (default:
+    the inventory name); ``agent_vars``: agent -> more host variables; ``extra_nodes``: more Kubernetes nodes."""
     from k8ssim.fixture import running_k8ssim  # pylint: disable=import-outside-toplevel
 
+    agents = ["k3s-agent-%d" % index for index in (1, 2, 3)]
+    node_of = dict({agent: agent for agent in agents}, **(node_of or {}))
     with running_k8ssim(tmp_path / "k8s") as k8s:
-        for index in (1, 2, 3):
-            k8s.cluster.add_node("k3s-agent-%d" % index)
-        vmids = {"k3s-agent-%d" % index: str(119 + index) for index in (1, 2, 3)}
+        for agent in agents:
+            k8s.cluster.add_node(node_of[agent])
+        for name in extra_nodes:
+            k8s.cluster.add_node(name)
+        vmids = {node_of["k3s-agent-%d" % index]: str(119 + index) for index in (1, 2, 3)}
 
         def ready(node):
             # a node is Ready once its VM runs and has booted for a moment; a restart gives it a new bootID
@@ -151,7 +158,7 @@ def fleet(sim, tmp_path):
             return vm.get("status") == "running" and time.time() - (vm.get("started_at") or 0) >= 0.3
 
         k8s.set_ready_source(ready, interval=0.1)
-        k8s.cluster.add_pod("jellyfin-0", "k3s-agent-3", namespace="media", labels={"app": "jellyfin"},
+        k8s.cluster.add_pod("jellyfin-0", node_of["k3s-agent-3"], namespace="media", labels={"app": "jellyfin"},
                             owner_kind="StatefulSet", owner_name="jellyfin")
         hosts = {}
         for index in (1, 2, 3):
@@ -161,15 +168,16 @@ def fleet(sim, tmp_path):
             hosts["pve%d" % index] = {"site_host_root": root, "proxmox_gpu_prep_device": "0000:00:02.0",
                                       "proxmox_gpu_prep_reboot": True, "site_host_role": "host_standin",
                                       "ansible_become": False}
-        agents = {"k3s-agent-%d" % index: {"vm_id": 119 + index, "proxmox_node": "pve%d" % index}
-                  for index in (1, 2, 3)}
+        agent_hosts = {"k3s-agent-%d" % index: dict({"vm_id": 119 + index, "proxmox_node": "pve%d" % index},
+                                                    **(agent_vars or {}).get("k3s-agent-%d" % index, {}))
+                       for index in (1, 2, 3)}
         inventory = {"all": {
             "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                      "gpu_vm_proxmox_api_host": "127.0.0.1", "gpu_vm_proxmox_api_port": sim.port,
                      "gpu_vm_proxmox_api_user": "root@pam", "gpu_vm_proxmox_api_password": "rootpass",
                      "gpu_vm_proxmox_ca_path": sim.ca_path, "gpu_vm_kubeconfig": k8s.kubeconfig,
                      "gpu_vm_efidisk_storage": "local-lvm"},
-            "children": {"proxmox_hosts": {"hosts": hosts}, "k3s_gpu_agents": {"hosts": agents}},
+            "children": {"proxmox_hosts": {"hosts": hosts}, "k3s_gpu_agents": {"hosts": agent_hosts}},
         }}
         path = tmp_path / "inventory.json"
         path.write_text(json.dumps(inventory))
@@ -178,13 +186,25 @@ def fleet(sim, tmp_path):
         def terraform(data):
             # VM 122 is still the i440fx machine Terraform created
             data["vms"]["122"]["config"]["machine"] = "pc"
+            for index in (1, 2, 3):
+                vm_name = agent_hosts["k3s-agent-%d" % index].get("name")
+                if vm_name:
+                    data["vms"][str(119 + index)]["config"]["name"] = vm_name
         sim.update(terraform)
-        yield {"inventory": str(path), "k8s": k8s, "tmp": tmp_path, "roots": {h: v["site_host_root"] for h, v in hosts.items()}}
+        try:
+            yield {"inventory": str(path), "k8s": k8s, "tmp": tmp_path,
+                   "roots": {h: v["site_host_root"] for h, v in hosts.items()}}
+        finally:
+            def restore(data):
+                data.clear()
+                data.update(before)
+            sim.update(restore)
 
-        def restore(data):
-            data.clear()
-            data.update(before)
-        sim.update(restore)
+
+@pytest.fixture
+def fleet(sim, tmp_path):
+    with _fleet(sim, tmp_path) as handle:
+        yield handle
 
 
 def site(fleet, *extra):
@@ -368,7 +388,7 @@ def test_a_host_preparation_refusal_stops_the_run_before_the_window(sim, fleet):
     nodes = _per_node(events)
     assert nodes == {"pve1": ["failed"]}, nodes
     # zero power actions and zero writes: every VM runs as before, no node was cordoned or drained
-    assert sim.counters()["writes"] == 0, sim.counters()
+    assert sim.counters()["writes_without_auth"] == 0, sim.counters()
     assert all(sim.vm(v)["status"] == "running" for v in (120, 121, 122))
     assert not _k8s_actions(fleet, "cordon", "evict", "uncordon")
     assert _driver(fleet["roots"]["pve1"]) == "i915"
