@@ -97,9 +97,11 @@ def test_syntax():
 
 
 # the rolling play's steps, in the order of a node's window (plugins/module_utils/timeline.py)
-WINDOW = ["Cordon the Kubernetes node", "Drain the Kubernetes node (DaemonSet pods stay, emptyDir pods go)",
-          "Shut the agent VM down", "Prepare the Proxmox host (command line, vfio, initramfs, boot entry read back)",
-          "Write the agent VM's config", "Reboot the Proxmox host once, when it needs it", "Prove the Proxmox host",
+# the host's preparation and the guest's packages first, while the agents serve; then the window
+WINDOW = ["Prepare the Proxmox host (command line, vfio, initramfs, boot entry read back)",
+          "Install the guest's packages while the agent serves",
+          "Cordon the Kubernetes node", "Drain the Kubernetes node (DaemonSet pods stay, emptyDir pods go)",
+          "Shut the agent VM down", "Write the agent VM's config", "Reboot the Proxmox host once, when it needs it", "Prove the Proxmox host",
           "Start the agent VM", "Wait until the Kubernetes node has booted again and is Ready",
           "Prove the guest (driver, VA-API) and label its Kubernetes node", "Uncordon the Kubernetes node",
           "Before the next node - the Proxmox VE cluster is quorate again",
