@@ -732,8 +732,8 @@ def _up(args: argparse.Namespace, summary: dict) -> int:
     write_json(os.path.join(CHAIN_DIR, "inventory.yml"), inventory(host, worker, pve, k8s, standin))
     progress(f"inventory written: {os.path.join(CHAIN_DIR, 'inventory.yml')}")
 
-    progress("site.yml: the fleet plan, then node by node: drain, stop VM 120, host link, VM config, the host's "
-             "reboot, start, Ready, guest proof, labels, uncordon")
+    progress("site.yml: the fleet plan, then node by node: host link and guest packages while VM 120 serves, then "
+             "drain, stop VM 120, VM config, the host's reboot, start, Ready, guest proof, labels, uncordon")
     # The Proxmox stand-in's node is the host VM: when the host VM has rebooted, the node is read from it again
     # (IOMMU present, the stand-in on vfio-pci), as a real node reports its new state after a reboot.
     follower = NodeFollower(pve, host.get("boot_id"))
