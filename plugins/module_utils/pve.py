@@ -22,6 +22,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve_config import config_from_pending
 
@@ -50,6 +51,10 @@ AUTH_ARGUMENT_SPEC = dict(
     ca_path=dict(type="path", fallback=(env_fallback, ["PROXMOX_CA_PATH"])),
     api_timeout=dict(type="int", default=30),
 )
+# option_checks declarations of the options above
+AUTH_RANGES = {"api_port": option_checks.TCP_PORT, "api_timeout": option_checks.REQUEST_TIMEOUT}
+# an empty ca_path is the system's CA store, as when it is left out; every other empty auth option is refused
+AUTH_EMPTY_MEANS_DEFAULT = ("ca_path",)
 AUTH_REQUIRED_ONE_OF = [("api_password", "api_token_id")]
 AUTH_REQUIRED_TOGETHER = [("api_token_id", "api_token_secret")]
 AUTH_MUTUALLY_EXCLUSIVE = [("api_password", "api_token_id")]

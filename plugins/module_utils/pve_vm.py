@@ -537,15 +537,19 @@ class Proof:
             needed.setdefault(vms, set()).add("VM.PowerMgmt")
         for path, privileges in sorted(needed.items()):
             have = (self._get("/access/permissions", path=path) or {}).get(path) or {}
-            missing = sorted(p for p in privileges if not have.get(p))
+            # the value is the ACL entry's propagate bit, not a grant: a listed privilege is granted even at 0
+            # (pve-access-control src/PVE/RPCEnvironment.pm permissions, check: "defined($perm->{$priv})")
+            missing = sorted(p for p in privileges if p not in have)
             if missing:
                 keys_needing = sorted(k for k in keys if privilege_for(k) in missing) or keys
+                # a power change alone (pve_vm_power) sets no key: it is the state option that needs VM.PowerMgmt
+                needed_for = "set %s" % ", ".join(keys_needing) if keys_needing else "shut down or start VM %s" % self.vm["vmid"]
                 raise PassthroughError(
-                    "API user %s lacks %s on %s, needed to set %s; nothing was changed or stopped."
-                    % (user, ", ".join(missing), path, ", ".join(keys_needing)),
+                    "API user %s lacks %s on %s, needed to %s; nothing was changed or stopped."
+                    % (user, ", ".join(missing), path, needed_for),
                     fix="grant %s on %s to %s (e.g. role PVEVMAdmin on /vms, PVEMappingUser on /mapping/pci), or leave those "
                         "options out." % (", ".join(missing), path, user),
-                    details={"option": keys_needing[0], "missing": missing, "path": path},
+                    details={"option": keys_needing[0] if keys_needing else "state", "missing": missing, "path": path},
                 )
 
 

@@ -32,31 +32,39 @@ options:
     description:
       - The components to add.
       - By default the ones the Intel media driver (non-free) and its dependencies come from, by distribution (see above).
+      - An empty string as an item is refused.
     type: list
     elements: str
   codename:
-    description: Release codename whose entries are edited; C(VERSION_CODENAME) from O(os_release) by default.
+    description:
+      - Release codename whose entries are edited; C(VERSION_CODENAME) from O(os_release) by default.
+      - An empty string is refused.
     type: str
   sources_list:
-    description: The one-line sources file.
+    description:
+      - The one-line sources file.
+      - An empty string is refused.
     type: path
     default: /etc/apt/sources.list
   deb822_sources:
     description:
       - The deb822 sources file of the distribution.
       - By default C(/etc/apt/sources.list.d/debian.sources) on Debian and C(/etc/apt/sources.list.d/ubuntu.sources) on Ubuntu.
+      - An empty string is refused.
     type: path
   os_release:
     description:
       - The os-release file naming the distribution (C(ID), C(VERSION_ID), C(VERSION_CODENAME)).
       - When it is missing, or names a distribution other than Debian (Proxmox VE included) or Ubuntu, the task fails
         naming the file and the fix, unless both O(components) and O(codename) are given.
+      - An empty string is refused.
     type: path
     default: /etc/os-release
   root:
     description:
       - Directory the file options are read under; a path that leads outside it (C(..), a symlink) is refused. Meant for
         tests and images.
+      - An empty string is refused.
     type: path
     default: /
 extends_documentation_fragment:
@@ -118,7 +126,7 @@ files:
 # Ansible modules import below their documentation blocks.
 import os
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.apt_sources import (
     add_components,
     default_components,
@@ -183,8 +191,8 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = option_checks.checked_module(
+        dict(
             components=dict(type="list", elements="str"),
             codename=dict(type="str"),
             sources_list=dict(type="path", default="/etc/apt/sources.list"),

@@ -33,6 +33,7 @@ options:
   absent:
     description:
       - Arguments the entry must not carry. A bare name matches it with any value, V(name=value) only that value.
+      - An empty string as an item is refused.
     type: list
     elements: str
     default: []
@@ -46,11 +47,13 @@ options:
   grub_cfg:
     description:
       - The generated GRUB configuration; C(grubenv) is read from the same directory.
+      - An empty string means the same as leaving the option out.
     type: path
     default: /boot/grub/grub.cfg
   esp_paths:
     description:
       - Where the ESP (and an XBOOTLDR partition) may be mounted; each one that has C(loader/entries) is read.
+      - An empty string as an item is refused.
     type: list
     elements: path
     default: [/efi, /boot/efi, /boot]
@@ -58,6 +61,7 @@ options:
     description:
       - Directory all paths are read under. Meant for tests and images. Below another root the ESPs of
         proxmox-boot-tool are read from C(var/tmp/espmounts/<UUID>) under it and nothing is mounted.
+      - An empty string means the same as leaving the option out.
     type: path
     default: /
 attributes:
@@ -155,7 +159,7 @@ import contextlib
 import os
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.boot_entry import judge, read_boot_entries, under
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.kernel_cmdline import validate_args
@@ -208,8 +212,8 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = option_checks.checked_module(
+        dict(
             present=dict(type="dict", default={}),
             absent=dict(type="list", elements="str", default=[]),
             bootloader=dict(type="str", default="auto", choices=["auto", "grub", "systemd-boot"]),
@@ -217,6 +221,7 @@ def main():
             esp_paths=dict(type="list", elements="path", default=["/efi", "/boot/efi", "/boot"]),
             root=dict(type="path", default="/"),
         ),
+        empty_means_default=("grub_cfg", "root"),
         supports_check_mode=True,
     )
     try:

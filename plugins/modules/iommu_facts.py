@@ -24,6 +24,7 @@ options:
       - The device to judge, returned as RV(ansible_facts.iommu.target).
       - A full address (V(0000:00:02.0)), a short address (V(00:02.0)), a vendor:device id (V(8086:3e92), first match)
         or V(auto) (the Intel iGPU at 0000:00:02.0 if present, else the first display-class device by address).
+      - An empty string means the same as leaving the option out.
     type: str
   dmesg:
     description:
@@ -35,6 +36,7 @@ options:
   root:
     description:
       - Root of the file system to inspect; C(sys/) and C(proc/) are read below it.
+      - An empty string means the same as leaving the option out.
     type: path
     default: /
 extends_documentation_fragment:
@@ -179,7 +181,7 @@ ansible_facts:
                    "default_domain": "Passthrough", "irq_remapping": "x2apic"}
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pci import dmesg_verdict, scan
 
@@ -201,12 +203,13 @@ def read_dmesg(module, vendor):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = option_checks.checked_module(
+        dict(
             device=dict(type="str"),
             dmesg=dict(type="bool", default=False),
             root=dict(type="path", default="/"),
         ),
+        empty_means_default=("device", "root"),
         supports_check_mode=True,
     )
     try:

@@ -40,6 +40,7 @@ options:
       - A bare name (V(nomodeset), V(iommu)) removes every occurrence of that name, with or without a value.
       - A V(name=value) entry removes only the occurrences with exactly that value.
       - A name may not appear in both O(present) and O(absent).
+      - An empty string as an item is refused.
     type: list
     elements: str
     default: []
@@ -54,16 +55,19 @@ options:
   grub_file:
     description:
       - The GRUB defaults file. Drop-ins are read from the directory of the same name with C(.d) appended.
+      - An empty string is refused.
     type: path
     default: /etc/default/grub
   grub_variable:
     description:
       - The GRUB variable that holds the arguments.
+      - An empty string is refused.
     type: str
     default: GRUB_CMDLINE_LINUX_DEFAULT
   kernel_cmdline_file:
     description:
       - The command line file read by C(proxmox-boot-tool refresh) and C(kernel-install).
+      - An empty string is refused.
     type: path
     default: /etc/kernel/cmdline
   take_root_from_live:
@@ -83,6 +87,7 @@ options:
       - Directory all paths are read under, including C(/proc/cmdline) and C(/boot). Meant for tests and
         images. With O(bootloader=auto) a C(proxmox-boot-tool) found under it is run with C(status) as is (not
         chrooted); with an explicit O(bootloader) nothing is run and RV(refresh_command) assumes no proxmox-boot-tool.
+      - An empty string is refused.
     type: path
     default: /
 attributes:
@@ -201,7 +206,7 @@ refresh_required:
 import glob
 import os
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host_files import (
     check_writable,
@@ -350,8 +355,8 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = option_checks.checked_module(
+        dict(
             present=dict(type="dict", default={}),
             absent=dict(type="list", elements="str", default=[]),
             bootloader=dict(type="str", default="auto", choices=["auto", "grub", "systemd-boot"]),
@@ -362,6 +367,7 @@ def main():
             backup=dict(type="bool", default=True),
             root=dict(type="path", default="/"),
         ),
+        expects={"grub_variable": "a plain shell variable name such as GRUB_CMDLINE_LINUX_DEFAULT"},
         supports_check_mode=True,
     )
     try:

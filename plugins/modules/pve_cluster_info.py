@@ -137,11 +137,13 @@ guests:
       - {vmid: 130, name: jellyfin, type: lxc, status: running, template: false, ha_state: started}
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import (
     AUTH_ARGUMENT_SPEC,
+    AUTH_EMPTY_MEANS_DEFAULT,
     AUTH_MUTUALLY_EXCLUSIVE,
+    AUTH_RANGES,
     AUTH_REQUIRED_ONE_OF,
     AUTH_REQUIRED_TOGETHER,
     session_from_module,
@@ -152,8 +154,10 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve_cluste
 def main():
     argument_spec = dict(AUTH_ARGUMENT_SPEC)
     argument_spec.update(guests=dict(type="bool", default=True))
-    module = AnsibleModule(
-        argument_spec=argument_spec,
+    module = option_checks.checked_module(
+        argument_spec,
+        ranges=AUTH_RANGES,
+        empty_means_default=AUTH_EMPTY_MEANS_DEFAULT,
         mutually_exclusive=AUTH_MUTUALLY_EXCLUSIVE,
         required_one_of=AUTH_REQUIRED_ONE_OF,
         required_together=AUTH_REQUIRED_TOGETHER,

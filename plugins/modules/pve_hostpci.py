@@ -42,15 +42,18 @@ options:
   vmid:
     description:
       - The VM's id.
+      - Valid values are 100..999999999; any other value is refused before anything is sent or changed.
     type: int
     required: true
   node:
     description:
       - The node the VM is on. When not set it is looked up in C(/cluster/resources).
+      - An empty string means the same as leaving the option out.
     type: str
   slot:
     description:
       - The N of C(hostpciN), 0 to 15.
+      - Valid values are 0..15; any other value is refused before anything is sent or changed.
     type: int
     default: 0
   host:
@@ -60,11 +63,13 @@ options:
         C(/nodes/<node>/hardware/pci) and must match exactly one device.
       - Only C(root@pam) with a password may set it.
       - Mutually exclusive with O(mapping).
+      - An empty string is refused.
     type: str
   mapping:
     description:
       - The id of a cluster PCI resource mapping (C(/cluster/mapping/pci)).
       - Needs C(Mapping.Use) on C(/mapping/pci/<id>) and C(VM.Config.HWType) on the VM; works with API tokens.
+      - An empty string is refused.
     type: str
   pcie:
     description:
@@ -81,11 +86,13 @@ options:
   mdev:
     description:
       - Mediated device type, for example V(i915-GVTg_V5_4) for Intel GVT-g.
+      - An empty string is refused.
     type: str
   romfile:
     description:
       - A ROM file name (no path) under C(/usr/share/kvm/) on the node. Only C(root@pam) may set it on Proxmox VE 9.2
         and later (qemu-server 9.2.6), even with a mapping.
+      - An empty string is refused.
     type: str
   driver:
     description:
@@ -114,6 +121,7 @@ options:
     description:
       - Seconds a guest gets to shut down with O(apply=restart). Only when they really passed with the guest still
         running is it stopped hard (with a warning); API errors while waiting are retried.
+      - Valid values are at least 1; any other value is refused before anything is sent or changed.
     type: int
     default: 180
 notes:
@@ -192,12 +200,13 @@ restarted:
 """
 
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pve_vm
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks, pve_vm
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import (
     AUTH_ARGUMENT_SPEC,
+    AUTH_EMPTY_MEANS_DEFAULT,
     AUTH_MUTUALLY_EXCLUSIVE,
+    AUTH_RANGES,
     AUTH_REQUIRED_ONE_OF,
     AUTH_REQUIRED_TOGETHER,
     session_from_module,
@@ -249,8 +258,11 @@ def main():
         apply=dict(type="str", default="none", choices=["none", "restart"]),
         shutdown_timeout=dict(type="int", default=180),
     )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
+    module = option_checks.checked_module(
+        argument_spec,
+        ranges=dict(AUTH_RANGES, vmid=option_checks.VMID, slot=option_checks.HOSTPCI_SLOT,
+                    shutdown_timeout=option_checks.SHUTDOWN_TIMEOUT),
+        empty_means_default=AUTH_EMPTY_MEANS_DEFAULT + ("node",),
         required_one_of=AUTH_REQUIRED_ONE_OF,
         required_together=AUTH_REQUIRED_TOGETHER,
         mutually_exclusive=AUTH_MUTUALLY_EXCLUSIVE + [("host", "mapping")],

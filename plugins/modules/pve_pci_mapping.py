@@ -35,12 +35,14 @@ options:
   name:
     description:
       - The mapping's id, a letter followed by letters, digits, C(-) or C(_).
+      - An empty string is refused.
     type: str
     required: true
     aliases: [id]
   description:
     description:
-      - Description of the mapping. Not changed when not given; an empty string removes it.
+      - Description of the mapping. Not changed when not given.
+      - An empty string is refused; it would silently drop the description (remove one in the GUI or with C(pvesh)).
     type: str
   devices:
     description:
@@ -51,6 +53,7 @@ options:
       node:
         description:
           - The node name.
+          - An empty string is refused.
         type: str
         required: true
       path:
@@ -58,6 +61,7 @@ options:
           - The device on that node, as a PCI address (V(0000:00:02.0), V(00:02.0)) or V(vendor:device) ids
             (V(8086:3e92)) looked up on the node. Several addresses joined with C(;) are allowed (SR-IOV virtual
             functions, of which Proxmox VE uses the first free one); ids matching several devices give all of them.
+          - An empty string is refused.
         type: str
         required: true
   mdev:
@@ -130,12 +134,13 @@ mapping:
       - node=pve1,path=0000:00:02.0,id=8086:3e92,subsystem-id=17aa:3136,iommugroup=1
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pci_mapping
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks, pci_mapping
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import (
     AUTH_ARGUMENT_SPEC,
+    AUTH_EMPTY_MEANS_DEFAULT,
     AUTH_MUTUALLY_EXCLUSIVE,
+    AUTH_RANGES,
     AUTH_REQUIRED_ONE_OF,
     AUTH_REQUIRED_TOGETHER,
     session_from_module,
@@ -155,8 +160,10 @@ def main():
         mdev=dict(type="bool"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
+    module = option_checks.checked_module(
+        argument_spec,
+        ranges=AUTH_RANGES,
+        empty_means_default=AUTH_EMPTY_MEANS_DEFAULT,
         required_one_of=AUTH_REQUIRED_ONE_OF,
         required_together=AUTH_REQUIRED_TOGETHER,
         mutually_exclusive=AUTH_MUTUALLY_EXCLUSIVE,

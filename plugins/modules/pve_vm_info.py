@@ -21,14 +21,17 @@ options:
   vmid:
     description:
       - The VM's id. Either O(vmid) or O(name) is required.
+      - Valid values are 100..999999999; any other value is refused before anything is sent or changed.
     type: int
   name:
     description:
       - The VM's name. Without O(vmid), the VM is looked up by it and must be unique in the cluster.
+      - An empty string is refused.
     type: str
   node:
     description:
       - The cluster node the VM is on. Looked up in the cluster resources when not set.
+      - An empty string means the same as leaving the option out.
     type: str
 extends_documentation_fragment:
   - homelab.gpu_passthrough.pve_auth
@@ -115,12 +118,13 @@ vm:
                "raw": "0000:00:02.0,pcie=1"}}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pve_vm
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks, pve_vm
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import (
     AUTH_ARGUMENT_SPEC,
+    AUTH_EMPTY_MEANS_DEFAULT,
     AUTH_MUTUALLY_EXCLUSIVE,
+    AUTH_RANGES,
     AUTH_REQUIRED_ONE_OF,
     AUTH_REQUIRED_TOGETHER,
     session_from_module,
@@ -130,8 +134,10 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import
 def main():
     argument_spec = dict(vmid=dict(type="int"), name=dict(type="str"), node=dict(type="str"))
     argument_spec.update(AUTH_ARGUMENT_SPEC)
-    module = AnsibleModule(
-        argument_spec=argument_spec,
+    module = option_checks.checked_module(
+        argument_spec,
+        ranges=dict(AUTH_RANGES, vmid=option_checks.VMID),
+        empty_means_default=AUTH_EMPTY_MEANS_DEFAULT + ("node",),
         required_one_of=AUTH_REQUIRED_ONE_OF + [("vmid", "name")],
         required_together=AUTH_REQUIRED_TOGETHER,
         mutually_exclusive=AUTH_MUTUALLY_EXCLUSIVE,

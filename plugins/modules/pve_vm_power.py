@@ -25,14 +25,17 @@ options:
   vmid:
     description:
       - The VM's id. Either O(vmid) or O(name) is required.
+      - Valid values are 100..999999999; any other value is refused before anything is sent or changed.
     type: int
   name:
     description:
       - The VM's name. Without O(vmid), the VM is looked up by it and must be unique in the cluster.
+      - An empty string is refused.
     type: str
   node:
     description:
       - The cluster node the VM is on. Looked up in the cluster resources when not set.
+      - An empty string means the same as leaving the option out.
     type: str
   state:
     description:
@@ -43,6 +46,7 @@ options:
   shutdown_timeout:
     description:
       - Seconds the guest gets to shut down after the ACPI request.
+      - Valid values are at least 1; any other value is refused before anything is sent or changed.
     type: int
     default: 180
   force:
@@ -117,12 +121,13 @@ warnings:
   sample: ["VM 120 was still running 181 s after the shutdown request (shutdown_timeout 180 s; ...); it was stopped hard."]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pve_vm
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks, pve_vm
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import (
     AUTH_ARGUMENT_SPEC,
+    AUTH_EMPTY_MEANS_DEFAULT,
     AUTH_MUTUALLY_EXCLUSIVE,
+    AUTH_RANGES,
     AUTH_REQUIRED_ONE_OF,
     AUTH_REQUIRED_TOGETHER,
     session_from_module,
@@ -139,8 +144,10 @@ def main():
         force=dict(type="bool", default=True),
     )
     argument_spec.update(AUTH_ARGUMENT_SPEC)
-    module = AnsibleModule(
-        argument_spec=argument_spec,
+    module = option_checks.checked_module(
+        argument_spec,
+        ranges=dict(AUTH_RANGES, vmid=option_checks.VMID, shutdown_timeout=option_checks.SHUTDOWN_TIMEOUT),
+        empty_means_default=AUTH_EMPTY_MEANS_DEFAULT + ("node",),
         required_one_of=AUTH_REQUIRED_ONE_OF + [("vmid", "name")],
         required_together=AUTH_REQUIRED_TOGETHER,
         mutually_exclusive=AUTH_MUTUALLY_EXCLUSIVE,

@@ -31,15 +31,18 @@ options:
   vmid:
     description:
       - The VM's id. Either O(vmid) or O(name) is required.
+      - Valid values are 100..999999999; any other value is refused before anything is sent or changed.
     type: int
   name:
     description:
       - The VM's name. Without O(vmid), the VM is looked up by it and must be unique in the cluster.
       - With O(vmid), the VM found must have this name; a recreated VM gets it.
+      - An empty string is refused.
     type: str
   node:
     description:
       - The cluster node the VM is on. Looked up in the cluster resources when not set.
+      - An empty string means the same as leaving the option out.
     type: str
   machine:
     description:
@@ -48,6 +51,7 @@ options:
       - Any q35 machine string meets V(q35) and is left as it is (its C(viommu) and pinned version included); a pinned
         version must match exactly. Properties given here are set, properties not given keep their live values.
       - A pinned version is checked against the machines the node's QEMU offers before the VM is touched.
+      - An empty string is refused.
     type: str
     default: q35
   efidisk_storage:
@@ -55,6 +59,7 @@ options:
       - Storage to allocate C(efidisk0) on (C(STORAGE:1,efitype=...)) when the VM has none (or with O(replace_efidisk)).
       - When not set, the storage of the VM's first disk (or of its existing C(efidisk0)).
       - It must exist on the VM's node, be active and take disk images; that is checked before the VM is touched.
+      - An empty string is refused.
     type: str
   efitype:
     description:
@@ -78,26 +83,32 @@ options:
   cores:
     description:
       - CPU cores per socket; at most the node's CPUs (checked before the VM is touched). Not set, the live value stays.
+      - Valid values are at least 1; any other value is refused before anything is sent or changed.
     type: int
   memory:
     description:
       - Memory in MiB, 16 up to the node's memory (checked before the VM is touched). Not set, the live value stays.
+      - Valid values are at least 16; any other value is refused before anything is sent or changed.
     type: int
   ciuser:
     description:
       - Cloud-init user name.
+      - An empty string is refused.
     type: str
   sshkeys:
     description:
       - Cloud-init public SSH keys, one per line, as plain text (the module URL-encodes them as Proxmox VE stores them).
+      - An empty string is refused.
     type: str
   ipconfig0:
     description:
       - Cloud-init IP configuration of net0, for example V(ip=192.168.1.120/24,gw=192.168.1.1) or V(ip=dhcp).
+      - An empty string is refused.
     type: str
   nameserver:
     description:
       - Cloud-init DNS servers, separated by spaces.
+      - An empty string is refused.
     type: str
   hostpci:
     description:
@@ -115,6 +126,7 @@ options:
       slot:
         description:
           - The N of C(hostpciN), 0 to 15. Defaults to the entry's position in the list.
+          - Valid values are 0..15; any other value is refused before anything is sent or changed.
         type: int
       host:
         description:
@@ -122,10 +134,12 @@ options:
             V(vendor:device) ids (V(8086:3e92)) looked up in C(/nodes/<node>/hardware/pci).
           - A new address is checked against that list before the VM is shut down.
           - Mutually exclusive with O(hostpci[].mapping).
+          - An empty string is refused.
         type: str
       mapping:
         description:
           - The id of a cluster PCI resource mapping; works with API tokens.
+          - An empty string is refused.
         type: str
       pcie:
         description:
@@ -143,11 +157,13 @@ options:
         description:
           - Mediated device type, for example V(i915-GVTg_V5_4); it must be one the device offers on the node (checked
             before the VM is touched). An empty string removes it.
+          - An empty string is refused.
         type: str
       romfile:
         description:
           - A ROM file name (no path) under C(/usr/share/kvm/) on the node. Only C(root@pam) may set it on Proxmox VE
             9.2 and later (qemu-server 9.2.6), even with a mapping. An empty string removes it.
+          - An empty string is refused.
         type: str
       driver:
         description:
@@ -185,6 +201,7 @@ options:
   backup_storage:
     description:
       - Storage for the backup; it must allow the C(backup) content type.
+      - An empty string is refused.
     type: str
     default: local
   template:
@@ -193,12 +210,14 @@ options:
       - It must be a template, and on the VM's node unless its disks are on shared storage (checked before the destroy).
       - The clone keeps the old VM's cores, memory, sockets, static C(ipconfig0), nameserver, C(ciuser), C(sshkeys) and
         net0 MAC address unless those options are given.
+      - Valid values are 100..999999999; any other value is refused before anything is sent or changed.
     type: int
   recreate_drop_disks:
     description:
       - Disks of the VM (such as V(scsi1)) the template does not have, which a recreate may leave out of the clone
         (they stay in the backup). A recreate of a VM with such a disk not listed here is refused before anything is
         stopped.
+      - An empty string as an item is refused.
     type: list
     elements: str
     default: []
@@ -206,6 +225,7 @@ options:
     description:
       - Seconds to wait for the guest to shut down (ACPI). Only when they really passed with the guest still running
         is the VM stopped hard, with a warning saying so; API errors while waiting are retried.
+      - Valid values are at least 1; any other value is refused before anything is sent or changed.
     type: int
     default: 180
   start:
@@ -343,12 +363,13 @@ node:
   sample: pve1
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pve_vm
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks, pve_vm
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import (
     AUTH_ARGUMENT_SPEC,
+    AUTH_EMPTY_MEANS_DEFAULT,
     AUTH_MUTUALLY_EXCLUSIVE,
+    AUTH_RANGES,
     AUTH_REQUIRED_ONE_OF,
     AUTH_REQUIRED_TOGETHER,
     session_from_module,
@@ -408,8 +429,12 @@ def main():
         start=dict(type="bool", default=True),
     )
     argument_spec.update(AUTH_ARGUMENT_SPEC)
-    module = AnsibleModule(
-        argument_spec=argument_spec,
+    module = option_checks.checked_module(
+        argument_spec,
+        ranges=dict(AUTH_RANGES, vmid=option_checks.VMID, template=option_checks.VMID, cores=option_checks.CORES,
+                    memory=option_checks.MEMORY_MIB, shutdown_timeout=option_checks.SHUTDOWN_TIMEOUT,
+                    **{"hostpci.slot": option_checks.HOSTPCI_SLOT}),
+        empty_means_default=AUTH_EMPTY_MEANS_DEFAULT + ("node",),
         required_one_of=AUTH_REQUIRED_ONE_OF + [("vmid", "name")],
         required_together=AUTH_REQUIRED_TOGETHER,
         mutually_exclusive=AUTH_MUTUALLY_EXCLUSIVE,

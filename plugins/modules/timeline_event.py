@@ -25,15 +25,18 @@ options:
   path:
     description:
       - The timeline file.
+      - An empty string is refused.
     type: path
     required: true
   node:
     description:
       - The Proxmox VE node (the inventory host of the node) the event belongs to; unset for a fleet-wide event.
+      - An empty string is refused.
     type: str
   guest:
     description:
       - The VMID of the guest the event is about.
+      - Valid values are 100..999999999; any other value is refused before anything is sent or changed.
     type: int
   event:
     description:
@@ -84,19 +87,20 @@ events:
   sample: 7
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import timeline
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks, timeline
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
+    module = option_checks.checked_module(
+        {
             "path": {"type": "path", "required": True},
             "node": {"type": "str"},
             "guest": {"type": "int"},
             "event": {"type": "str", "required": True, "choices": list(timeline.EVENTS)},
             "detail": {"type": "str", "default": ""},
         },
+        ranges={"guest": option_checks.VMID},
+        empty_means_default=("detail",),
         supports_check_mode=True,
     )
     params = module.params

@@ -40,42 +40,62 @@ options:
     choices: [vaapi, cpu]
     default: [vaapi, cpu]
   device:
-    description: The VA-API render node, for example the passed GPU's node, C(ansible_facts.vainfo.gpu.node) of M(homelab.gpu_passthrough.vainfo_facts).
+    description:
+      - The VA-API render node, for example the passed GPU's node, C(ansible_facts.vainfo.gpu.node) of M(homelab.gpu_passthrough.vainfo_facts).
+      - An empty string is refused.
     type: path
     default: /dev/dri/renderD128
   frames:
-    description: Frames per run (and of the HEVC clip).
+    description:
+      - Frames per run (and of the HEVC clip).
+      - Valid values are at least 1; any other value is refused before anything is sent or changed.
     type: int
     default: 300
   timeout:
-    description: Seconds each ffmpeg run may take before it is stopped.
+    description:
+      - Seconds each ffmpeg run may take before it is stopped.
+      - Valid values are at least 1; any other value is refused before anything is sent or changed.
     type: int
     default: 120
   source_fps:
-    description: Frame rate of the test pattern; a stream is real-time when it is transcoded at this rate.
+    description:
+      - Frame rate of the test pattern; a stream is real-time when it is transcoded at this rate.
+      - Valid values are at least 1; any other value is refused before anything is sent or changed.
     type: int
     default: 30
   encode_size:
-    description: Size of the pattern the C(h264_1080p) scenario encodes.
+    description:
+      - Size of the pattern the C(h264_1080p) scenario encodes.
+      - An empty string is refused.
     type: str
     default: 1920x1080
   source_size:
-    description: Size of the HEVC clip of the C(hevc_4k_to_h264_1080p) scenario.
+    description:
+      - Size of the HEVC clip of the C(hevc_4k_to_h264_1080p) scenario.
+      - An empty string is refused.
     type: str
     default: 3840x2160
   output_size:
-    description: Size the C(hevc_4k_to_h264_1080p) scenario scales to.
+    description:
+      - Size the C(hevc_4k_to_h264_1080p) scenario scales to.
+      - An empty string is refused.
     type: str
     default: 1920x1080
   cpu_preset:
-    description: The libx264 preset of the CPU path.
+    description:
+      - The libx264 preset of the CPU path.
+      - An empty string is refused.
     type: str
     default: veryfast
   driver_name:
-    description: Sets E(LIBVA_DRIVER_NAME) for ffmpeg, for example C(iHD).
+    description:
+      - Sets E(LIBVA_DRIVER_NAME) for ffmpeg, for example C(iHD).
+      - An empty string means the same as leaving the option out.
     type: str
   ffmpeg_path:
-    description: Path of the ffmpeg binary; looked up on E(PATH) by default.
+    description:
+      - Path of the ffmpeg binary; looked up on E(PATH) by default.
+      - An empty string means the same as leaving the option out.
     type: path
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -142,14 +162,14 @@ commands:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.transcode import PATHS, SCENARIOS, run_probe
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = option_checks.checked_module(
+        dict(
             scenarios=dict(type="list", elements="str", choices=list(SCENARIOS), default=list(SCENARIOS)),
             paths=dict(type="list", elements="str", choices=list(PATHS), default=list(PATHS)),
             device=dict(type="path", default="/dev/dri/renderD128"),
@@ -163,6 +183,10 @@ def main():
             driver_name=dict(type="str"),
             ffmpeg_path=dict(type="path"),
         ),
+        ranges=dict(frames=option_checks.Range(1, why="frames each ffmpeg run encodes", example=300),
+                    timeout=option_checks.Range(1, why="seconds each ffmpeg run may take", example=120),
+                    source_fps=option_checks.Range(1, why="frames per second of one real-time stream", example=30)),
+        empty_means_default=("driver_name", "ffmpeg_path"),
         supports_check_mode=True,
     )
     p = module.params

@@ -26,16 +26,19 @@ options:
       - Only probe this render node, for example C(/dev/dri/renderD128) or a
         C(/dev/dri/by-path/...-render) link.
       - By default every C(renderD*) node in O(dri_dir) is probed.
+      - An empty string means the same as leaving the option out.
     type: path
   vainfo_path:
     description:
       - Path of the C(vainfo) binary.
       - By default C(vainfo) is looked up on E(PATH) and in the usual sbin directories.
+      - An empty string means the same as leaving the option out.
     type: path
   dri_dir:
     description:
       - Directory holding the DRM device nodes.
       - Render nodes are found by name (C(renderD*)); their owner, group and mode are read with C(stat).
+      - An empty string means the same as leaving the option out.
     type: path
     default: /dev/dri
   driver_name:
@@ -43,17 +46,20 @@ options:
       - Sets E(LIBVA_DRIVER_NAME) for the C(vainfo) runs, for example C(iHD) to keep libva
         from choosing C(i965) or a BMC's C(ast) driver.
       - By default the variable is not set and libva picks the driver itself.
+      - An empty string means the same as leaving the option out.
     type: str
   sysfs_dir:
     description:
       - Where sysfs is mounted; the PCI device behind each render node is read from
         C(<sysfs_dir>/class/drm) to find the passed-through GPU (RV(ansible_facts.vainfo.gpu)).
+      - An empty string means the same as leaving the option out.
     type: path
     default: /sys
   pci_address:
     description:
       - The passed-through GPU's PCI address in the guest, for example C(0000:01:00.0).
       - By default the render node of a known Intel GPU wins, never that of an emulated display.
+      - An empty string means the same as leaving the option out.
     type: str
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -185,7 +191,7 @@ import pwd
 import re
 import stat
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import gpu_facts
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.vainfo import parse
 
@@ -278,8 +284,8 @@ def run_vainfo(module, vainfo, node, driver_name):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = option_checks.checked_module(
+        dict(
             device=dict(type="path"),
             vainfo_path=dict(type="path"),
             dri_dir=dict(type="path", default="/dev/dri"),
@@ -287,6 +293,7 @@ def main():
             sysfs_dir=dict(type="path", default="/sys"),
             pci_address=dict(type="str"),
         ),
+        empty_means_default=("device", "vainfo_path", "dri_dir", "driver_name", "sysfs_dir", "pci_address"),
         supports_check_mode=True,
     )
     params = module.params

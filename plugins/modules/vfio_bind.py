@@ -26,6 +26,7 @@ options:
     description:
       - The devices, each a full address (V(0000:01:00.0)), a short address (V(01:00.0)) or a vendor:device id
         (V(1002:67df), every device with that id).
+      - An empty string as an item is refused.
     type: list
     elements: str
     required: true
@@ -60,6 +61,7 @@ options:
         replaced atomically and no temporary file is left behind.
       - An initramfs that loads vfio-pci early needs C(update-initramfs -u) after a change,
         see RV(initramfs_update_required).
+      - An empty string is refused.
     type: path
     default: /etc/modprobe.d/vfio.conf
   softdep:
@@ -76,6 +78,7 @@ options:
   root:
     description:
       - Root of the file system to act on; C(sys/) and O(conf_path) are taken below it.
+      - An empty string is refused.
     type: path
     default: /
 extends_documentation_fragment:
@@ -161,7 +164,7 @@ backup_file:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host_files import check_writable, confine, read_for_edit, read_lenient, write_atomic
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pci import (
@@ -213,8 +216,8 @@ def apply_runtime(module, root, facts, plan):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = option_checks.checked_module(
+        dict(
             devices=dict(type="list", elements="str", required=True),
             group=dict(type="bool", default=False),
             state=dict(type="str", choices=["present", "absent"], default="present"),

@@ -577,9 +577,12 @@ class Api(cluster.ClusterApi):  # pylint: disable=too-many-public-methods
         return str(vmid)
 
     def access_permissions(self, ctx, _path):
-        """GET /access/permissions: the caller's (or `userid`'s) privileges per path.
+        """GET /access/permissions: the caller's (or `userid`'s) privileges per path, `{path: {privilege: propagate}}`
+        ("Map of privilege => propagate boolean"); a path asked with `path` is answered even without privileges,
+        the whole tree leaves out paths without any.
 
-        Follows pve-access-control `src/PVE/API2/AccessControl.pm` (`permissions`).
+        Follows pve-access-control `src/PVE/API2/AccessControl.pm` (`permissions`) and `src/PVE/RPCEnvironment.pm`
+        (`permissions`, `get_effective_permissions`).
         """
         userid = ctx.params.get("userid", ctx.user)
         if userid != ctx.user and not userid.startswith(ctx.user + "!"):
@@ -590,9 +593,10 @@ class Api(cluster.ClusterApi):  # pylint: disable=too-many-public-methods
                 paths.append(entry["path"])
         res = {}
         for path in paths:
-            privs = ctx.perms.permissions(userid, path)
-            if privs:
-                res[path] = {p: 1 for p in sorted(privs)}
+            # value = propagate bit of the granting ACL entry (0 or 1), not a grant flag
+            privs = ctx.perms.privileges(userid, path)
+            if privs or ctx.params.get("path"):  # one path asked: answered even when empty, as Proxmox does
+                res[path] = {p: privs[p] for p in sorted(privs)}
         return res
 
     def access_ticket(self, ctx, _path):  # handled by the server (needs no auth); kept for routing and counters

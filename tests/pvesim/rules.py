@@ -660,7 +660,7 @@ class Permissions:
                         continue
                     if not ugid_matches(entry.get("ugid", ""), kind):
                         continue
-                    propagate = entry.get("propagate", 1)
+                    propagate = 1 if parse_boolean(entry.get("propagate", 1)) else 0
                     if final or propagate:
                         new[entry["roleid"]] = propagate
                 if new:
@@ -669,12 +669,14 @@ class Permissions:
         return roles
 
     def _privs_for(self, ident, path):
+        """`{privilege: propagate}` from the roles on `path`: a privilege propagates when any role giving it does."""
         roles = self._roles_on_path(lambda ugid, kind: self._match(ident, ugid, kind), path)
         if "NoAccess" in roles:
-            return set()
-        privs = set()
-        for role in roles:
-            privs |= self.roles.get(role, set())
+            return {}
+        privs = {}
+        for role, propagate in roles.items():
+            for priv in self.roles.get(role, set()):
+                privs[priv] = 1 if privs.get(priv) or parse_boolean(propagate) else 0
         return privs
 
     def _match(self, ident, ugid, kind):
@@ -685,24 +687,31 @@ class Permissions:
         user = self.access.get("users", {}).get(ident, {})
         return ugid[1:] in (user.get("groups") or [])
 
-    def permissions(self, ident, path):
-        """Privileges of `ident` on `path`: root@pam has all; a token without privilege separation has its
-        user's privileges; with privsep it has the intersection of its own ACL privileges and its user's.
+    def privileges(self, ident, path):
+        """`{privilege: propagate bit}` of `ident` on `path`, as `GET /access/permissions` reports it: a listed
+        privilege is granted whatever its value; the value only says whether the ACL entry giving it propagates.
+        root@pam has all with 1; a token without privilege separation has its user's; with privsep the
+        privileges both have, propagating only when both do.
 
         Follows pve-access-control `src/PVE/RPCEnvironment.pm` (`permissions`, `$compile_acl_path`).
         """
         if ident == "root@pam":
-            return set(ALL_PRIVILEGES)
+            return {p: 1 for p in ALL_PRIVILEGES}
         if "!" in ident:
             user, token = ident.split("!", 1)
             info = self.access.get("users", {}).get(user, {}).get("tokens", {}).get(token)
             if info is None:
-                return set()
-            user_privs = self.permissions(user, path)
+                return {}
+            user_privs = self.privileges(user, path)
             if not parse_boolean(info.get("privsep", 1)):
                 return user_privs
-            return self._privs_for(ident, path) & user_privs
+            own = self._privs_for(ident, path)
+            return {p: 1 if own[p] and user_privs[p] else 0 for p in own if p in user_privs}
         return self._privs_for(ident, path)
+
+    def permissions(self, ident, path):
+        """The set of privileges `ident` has on `path` (the keys of `privileges`)."""
+        return set(self.privileges(ident, path))
 
     def check(self, ident, path, privs, any_of=False, noerr=False):
         """Raise "Permission check failed (<path>, <priv>)" (or "<path>, a|b" with any_of) when missing.

@@ -137,6 +137,67 @@ def test_writes_with_a_ticket_need_the_csrf_header(sim):
     assert token_write.status_code == 200
 
 
+# ------------------------------------------------------------------------------------------------ /access/permissions
+
+
+def scoped_user(data, user_propagate=0, token_propagate=0, privsep=1):
+    """scoped@pve with PVEVMUser on /vms/120 only, and its token ``ansible`` (privsep: its own entry, same role)."""
+    data["access"]["users"]["scoped@pve"] = {"password": "scopedpass", "enable": 1, "groups": [],
+                                             "tokens": {"ansible": {"secret": "scoped-secret", "privsep": privsep}}}
+    data["access"]["acl"].append({"path": "/vms/120", "ugid": "scoped@pve", "roleid": "PVEVMUser", "propagate": user_propagate})
+    data["access"]["acl"].append({"path": "/vms/120", "ugid": "scoped@pve!ansible", "roleid": "PVEVMUser", "propagate": token_propagate})
+
+
+def test_permissions_value_is_the_propagate_bit_not_a_grant(sim):
+    # pve-access-control src/PVE/API2/AccessControl.pm permissions: 'Map of "path" => (Map of "privilege" => "propagate
+    # boolean")'; src/PVE/RPCEnvironment.pm $compile_acl_path: a privilege is set when defined, its value the propagate flag
+    create_vm(root_api(sim))
+    create_vm(root_api(sim), vmid=121)
+    sim.update(scoped_user)
+    scoped = token_api(sim, user="scoped@pve", name="ansible", secret="scoped-secret")
+    here = scoped.access.permissions.get(path="/vms/120")
+    assert set(here) == {"/vms/120"} and here["/vms/120"]["VM.PowerMgmt"] == 0
+    assert set(here["/vms/120"].values()) == {0} and set(here["/vms/120"]) == rules.builtin_roles()["PVEVMUser"]
+    # a propagate-0 entry grants on its own path only: a path below or beside it is answered, empty
+    assert scoped.access.permissions.get(path="/vms/121") == {"/vms/121": {}}
+    tree = scoped.access.permissions.get()
+    assert set(tree) == {"/vms/120"}
+    # what the value says is informational: the grant itself works
+    assert wait_task(scoped, scoped.nodes("pve1").qemu(120).status.start.post())["exitstatus"] == "OK"
+    with pytest.raises(ResourceException) as err:
+        scoped.nodes("pve1").qemu(121).status.start.post()
+    assert err.value.status_code == 403 and "(/vms/121, VM.PowerMgmt)" in str(err.value)
+
+
+@pytest.mark.parametrize(("user_propagate", "token_propagate", "privsep", "value"),
+                         [(1, 1, 1, 1), (1, 0, 1, 0), (0, 1, 1, 0), (1, 0, 0, 1), (0, 1, 0, 0)])
+def test_permissions_of_a_token_combine_the_propagate_bits(sim, user_propagate, token_propagate, privsep, value):
+    # RPCEnvironment.pm: privsep token = privileges both have, "$user_privs->{$_} && $privs->{$_}"; no privsep = the user's
+    sim.update(lambda data: scoped_user(data, user_propagate, token_propagate, privsep))
+    scoped = token_api(sim, user="scoped@pve", name="ansible", secret="scoped-secret")
+    privileges = scoped.access.permissions.get(path="/vms/120")["/vms/120"]
+    assert privileges and set(privileges.values()) == {value}
+
+
+def test_permissions_of_root_and_of_propagated_entries_are_1(sim):
+    root = root_api(sim).access.permissions.get(path="/vms/120")["/vms/120"]
+    assert set(root) == rules.ALL_PRIVILEGES and set(root.values()) == {1}
+    token = token_api(sim).access.permissions.get(path="/vms/120")["/vms/120"]  # PVEVMAdmin on /vms, propagate 1
+    assert token["VM.Config.HWType"] == 1 and set(token.values()) == {1}
+
+
+def test_permissions_union_of_roles_propagates_when_any_role_does(sim):
+    def two_entries(data):
+        scoped_user(data, privsep=0)
+        data["access"]["acl"].append({"path": "/vms/120", "ugid": "scoped@pve", "roleid": "PVEVMAdmin", "propagate": 1})
+
+    sim.update(two_entries)
+    scoped = token_api(sim, user="scoped@pve", name="ansible", secret="scoped-secret")
+    privileges = scoped.access.permissions.get(path="/vms/120")["/vms/120"]
+    # VM.PowerMgmt is in both roles (one propagates), VM.Config.HWType only in PVEVMAdmin: both 1
+    assert privileges["VM.PowerMgmt"] == 1 and privileges["VM.Config.HWType"] == 1
+
+
 # ------------------------------------------------------------------------------------------------ hostpci permissions
 
 

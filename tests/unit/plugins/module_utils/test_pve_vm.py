@@ -71,7 +71,9 @@ class FakeSession:
         if path == "/version":
             return {"release": self.release, "version": self.release + ".1"}
         if path == "/access/permissions":
-            return {params["path"]: {p: 1 for p in self.privileges or ()}}
+            # {privilege: propagate bit}; a plain list means entries that propagate
+            privileges = self.privileges if isinstance(self.privileges, dict) else {p: 1 for p in self.privileges or ()}
+            return {params["path"]: dict(privileges)}
         if path.startswith("/nodes/pve1/tasks/"):
             return self.tasks.get(path.split("/")[4], {"status": "stopped", "exitstatus": "OK"})
         if path == "/nodes/pve1/hardware/pci":
@@ -223,6 +225,35 @@ def test_token_without_hwtype_is_refused_before_the_restart():
     with pytest.raises(PassthroughError) as info:
         converge(session, hostpci=[{"slot": 0, "mapping": "igpu", "pcie": True}])
     assert "VM.Config.HWType" in info.value.message and info.value.details["missing"] == ["VM.Config.HWType"]
+    assert session.disruptive() == []
+
+
+@pytest.mark.parametrize("propagate", [0, 1])
+def test_token_granted_by_an_entry_without_propagate_is_not_refused(propagate):
+    # GET /access/permissions: {path: {privilege: propagate bit}}; 0 is still a grant (ACL entry with propagate off)
+    base = dict(K3S, machine="q35", bios="ovmf", efidisk0="local-lvm:vm-120-disk-1,efitype=4m")
+    privileges = {p: propagate for p in ("VM.Audit", "VM.PowerMgmt", "VM.Config.HWType", "Mapping.Use")}
+    session = FakeSession(base, user="automation@pve!ansible", privileges=privileges)
+    _service, steps = converge(session, hostpci=[{"slot": 0, "mapping": "igpu", "pcie": True}])
+    assert [s["action"] for s in steps] == ["shutdown", "set_config", "start"]
+    assert steps[1]["config"] == {"hostpci0": "mapping=igpu,pcie=1"} and session.status == "running"
+
+
+def test_token_power_with_privilege_from_an_entry_without_propagate():
+    session = FakeSession(K3S, user="automation@pve!ansible", privileges={"VM.PowerMgmt": 0, "VM.Audit": 0})
+    service = pve_vm.VmService(session, shutdown_timeout=5)
+    steps = service.power(service.find(120, None, "pve1"), "stopped")
+    assert [s["action"] for s in steps] == ["shutdown"] and session.status == "stopped"
+
+
+@pytest.mark.parametrize("privileges", [{"VM.Audit": 0, "VM.Config.Options": 0}, {"VM.Audit": 1, "VM.Config.Options": 1}, {}])
+def test_token_privilege_not_listed_is_refused_whatever_the_others_bits(privileges):
+    session = FakeSession(K3S, user="automation@pve!ansible", privileges=privileges)
+    service = pve_vm.VmService(session, shutdown_timeout=5)
+    with pytest.raises(PassthroughError) as info:
+        service.power(service.find(120, None, "pve1"), "stopped")
+    assert info.value.details["missing"] == ["VM.PowerMgmt"] and "/vms/120" in info.value.message
+    assert info.value.details["option"] == "state" and "grant VM.PowerMgmt" in info.value.fix
     assert session.disruptive() == []
 
 

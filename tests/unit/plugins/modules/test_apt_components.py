@@ -174,3 +174,35 @@ def test_no_file_at_all_warns(tmp_path, capsys):
     result = run_module(capsys, apt_components.main, _tree(tmp_path, BOOKWORM))
     assert result["changed"] is False
     assert "no component was added" in json.dumps(result.get("warnings", []))
+
+
+# ----------------------------------------------------------------- empty strings: refused, never an edit
+
+
+@pytest.mark.parametrize("extra", [{}, {"components": ["contrib"]}, {"components": ["non-free", "non-free-firmware"]}])
+@pytest.mark.parametrize("release", [BOOKWORM, NOBLE, None])
+def test_empty_codename_is_refused_and_changes_nothing(tmp_path, capsys, extra, release):
+    text = "deb http://deb.debian.org/debian bookworm main\ndeb http://archive.ubuntu.com/ubuntu noble main\n"
+    deb822 = "Types: deb\nURIs: http://deb.debian.org/debian/\nSuites: bookworm bookworm-updates\nComponents: main\n"
+    args = _tree(tmp_path, release or BOOKWORM, sources_list=text, deb822=deb822)
+    if release is None:
+        os.remove(args["os_release"])
+    result = _refused(capsys, tmp_path, dict(args, codename="", **extra), "codename", "empty string", "leave it out")
+    assert result["option"] == "codename" and result["value"] == "" and result["link"] == "input"
+    assert (tmp_path / "sources.list").read_text() == text
+
+
+@pytest.mark.parametrize("option", ["sources_list", "deb822_sources", "os_release", "root"])
+def test_empty_path_options_are_refused(tmp_path, capsys, option):
+    args = _tree(tmp_path, BOOKWORM, sources_list=BOOKWORM_LIST)
+    result = _refused(capsys, tmp_path, dict(args, **{option: ""}), option, "empty string")
+    assert result["option"] == option
+
+
+def test_codename_given_still_edits_only_its_entries(tmp_path, capsys):
+    text = "deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian trixie main\n"
+    args = _tree(tmp_path, BOOKWORM, sources_list=text)
+    result = run_module(capsys, apt_components.main, dict(args, codename="trixie"))
+    assert result["changed"] is True and result["codename"] == "trixie"
+    assert (tmp_path / "sources.list").read_text() == (
+        "deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian trixie main non-free non-free-firmware\n")
