@@ -593,10 +593,10 @@ def window_link(events: list[dict]) -> dict | None:
     if late:
         problems.append(f"expected {', '.join(late)} before the cordon on {HOST_VM}, got {', '.join(order)}")
     window = next((w for w in tl.windows(events) if w["node"] == HOST_VM), {})
+    detail = (f"VM {VMID}: one window of {window.get('seconds')} s (drain, stop, VM config, reboot, start; the host link "
+              f"and the guest's packages before it); {HOST_VM}: " + " -> ".join(order))
     return {"link": "rolling window", "kind": "real host + simulated API", "status": "FAIL" if problems else "ok",
-            "detail": (f"VM {VMID}: one window of {window.get('seconds')} s (drain, stop, VM config, reboot, start; the "
-                       f"host link and the guest's packages before it); {HOST_VM}: " + " -> ".join(order))
-                      + ("; " + "; ".join(problems) if problems else ""),
+            "detail": detail + ("; " + "; ".join(problems) if problems else ""),
             "fix": None if not problems else f"see {timeline_path('site')}"}
 
 

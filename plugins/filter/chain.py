@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import k8s_node
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.diagnosis import diagnose
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.links import (
     chain_summary as _chain_summary,
@@ -59,6 +60,15 @@ def _diagnosis(hostvars):
                     iommu_pt=to_bool(hostvars.get("proxmox_gpu_prep_iommu_pt"), True), driver_mode=driver_mode)
 
 
+def _node_name(hv, name):
+    """The agent's Kubernetes node by the collection's one rule; the plan and the roles warned about deprecations."""
+    try:
+        return k8s_node.resolve(hv, name)["name"]
+    except ValueError as exc:
+        # the plan refused this already; the summary still prints its rows
+        return "? (%s)" % exc
+
+
 def chain_summary(hostvars, groups, limit=None, run_tags=None, skip_tags=None, check_mode=False,
                   host_group="proxmox_hosts", agent_group="k3s_gpu_agents"):
     if not isinstance(hostvars, Mapping) or not isinstance(groups, Mapping):
@@ -77,7 +87,7 @@ def chain_summary(hostvars, groups, limit=None, run_tags=None, skip_tags=None, c
             "vm_report": _plain(hv.get("site_vm_report")),
             "worker_report": _plain(hv.get("gpu_worker_report")),
             "label_node": hv.get("gpu_worker_label_node", True),
-            "node_name": hv.get("gpu_worker_node_name") or None,
+            "node_name": _node_name(hv, name),
         })
     return _chain_summary(hosts, agents, chain_selected(run_tags, skip_tags, check_mode))
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.homelab.gpu_passthrough.plugins.filter.chain import _diagnosis, _plain
+from ansible_collections.homelab.gpu_passthrough.plugins.filter.k8s_node import resolve as _k8s_node
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import fleet
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.links import to_bool
 
@@ -25,7 +26,7 @@ def _resources(value, name):
     return [_plain(item) for item in value]
 
 
-def _agent(name, hv, guests):
+def _agent(name, hv, guests, k8s_node):
     vm = _plain(hv.get("site_vm_plan")) or {}
     vmid = vm.get("vmid") or hv.get("vm_id") or hv.get("gpu_vm_id")
     live = next((g for g in guests if vmid is not None and str(g.get("vmid")) == str(vmid)), {})
@@ -33,12 +34,40 @@ def _agent(name, hv, guests):
     # a plan of power steps alone restarts the VM into its pending config
     changes = fleet.vm_changes(actions) or (["restart"] if actions else [])
     return {"vmid": int(vmid) if vmid not in (None, "") else None, "name": hv.get("name") or name, "host": name,
-            "k8s_node": hv.get("gpu_vm_kubernetes_node") or hv.get("name") or hv.get("gpu_vm_name") or name,
+            "k8s_node": k8s_node["name"],
             "status": live.get("status", "running"), "plan": changes}
 
 
+def _same_cluster(hv):
+    """Whether gpu_worker labels through the cluster the plan read the Nodes of (with gpu_vm's kubeconfig)."""
+    return all((hv.get("gpu_worker_" + key) or None) == (hv.get("gpu_vm_" + key) or None)
+               for key in ("kubeconfig", "kube_context"))
+
+
+def _touches(result, hostvars, agents, k8s_nodes_of, labels):
+    """What the run will do to each agent's Kubernetes node: the rolling play's drain and uncordon, gpu_worker's
+    labels."""
+    stops = {a["host"] for p in result["nodes"] for a in p["agents"] if a["stop"]}
+    node_of = {a["host"]: p["name"] for p in result["nodes"] for a in p["agents"]}
+    touches = []
+    for name in agents:
+        hv = hostvars[name]
+        actions = []
+        # the rolling play's _site_drain: the window stops the agent, a kubeconfig is set and gpu_vm_drain allows it
+        if name in stops and hv.get("gpu_vm_kubeconfig") and to_bool(hv.get("gpu_vm_drain"), True):
+            actions += ["drain", "uncordon"]
+        if labels and to_bool(hv.get("gpu_worker_label_node"), True) and _same_cluster(hv):
+            actions.append("label")
+        if actions:
+            found = k8s_nodes_of[name]
+            touches.append({"host": name, "node": node_of.get(name), "k8s_node": found["name"],
+                            "source": found["source"], "actions": actions})
+    return touches
+
+
 def fleet_plan(hostvars, groups, cluster=None, budgets=None, pods=None, limit=None, batch=1, max_unavailable=None,
-               allow_ha=False, qdevice_votes=0, host_group="proxmox_hosts", agent_group="k3s_gpu_agents"):
+               allow_ha=False, qdevice_votes=0, host_group="proxmox_hosts", agent_group="k3s_gpu_agents",
+               k8s_nodes=None, labels=False):
     if not isinstance(hostvars, Mapping) or not isinstance(groups, Mapping):
         raise AnsibleFilterError("fleet_plan expects hostvars as input and groups as its first argument")
     allowed = None if limit is None else {str(h) for h in limit}
@@ -49,6 +78,8 @@ def fleet_plan(hostvars, groups, cluster=None, budgets=None, pods=None, limit=No
         return [str(h) for h in groups.get(group) or [] if allowed is None or str(h) in allowed]
 
     agents_of = {}
+    # one rule names every agent's Kubernetes node, for the drain, the labels and the uncordon alike
+    k8s_nodes_of = {name: _k8s_node(hostvars[name], name) for name in members(agent_group)}
     for name in members(agent_group):
         hv = hostvars[name]
         node = str(hv.get("proxmox_node") or hv.get("gpu_vm_proxmox_node") or "")
@@ -61,7 +92,7 @@ def fleet_plan(hostvars, groups, cluster=None, budgets=None, pods=None, limit=No
         guests = [g for g in guests_by_node.get(node) or [] if not g.get("template")]
         host = fleet.host_plan(_diagnosis(hv), reboot=to_bool(hv.get("proxmox_gpu_prep_reboot"))) if name in hosts \
             else {"changes": [], "reboot": False, "refusals": []}
-        agents = [_agent(a, hostvars[a], guests) for a in agents_of.get(name, []) + (agents_of.get(node, []) if node != name else [])]
+        agents = [_agent(a, hostvars[a], guests, k8s_nodes_of[a]) for a in agents_of.get(name, []) + (agents_of.get(node, []) if node != name else [])]
         nodes.append({"name": name, "node": node, "host": host, "agents": [a for a in agents if a["vmid"] is not None],
                       "guests": guests})
     status = dict(info.get("cluster") or {"name": None, "nodes": []}, qdevice_votes=int(qdevice_votes or 0))
@@ -78,8 +109,15 @@ def fleet_plan(hostvars, groups, cluster=None, budgets=None, pods=None, limit=No
                                    "fix": "set gpu_vm_proxmox_api_host and its credentials so the plan can read the "
                                           "cluster's quorum"})
         result["ok"] = False
+    if k8s_nodes is not None:
+        known = [fleet.node_name_from_k8s(n) for n in _resources(k8s_nodes, "k8s_nodes")]
+        missing = fleet.missing_k8s_nodes(_touches(result, hostvars, members(agent_group), k8s_nodes_of,
+                                                   to_bool(labels)), known)
+        result["refusals"].extend(missing)
+        result["ok"] = result["ok"] and not missing
     result["lines"] = fleet.plan_lines(result)
-    result["rolling"] = fleet.rolling(result, hosts, other_agents=members(agent_group))
+    result["rolling"] = fleet.rolling(result, hosts, other_agents=members(agent_group),
+                                      k8s_nodes={name: found["name"] for name, found in k8s_nodes_of.items()})
     return result
 
 

@@ -3,10 +3,10 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The fleet plan: what each Proxmox node's window will change and stop, in which batch, and what is refused.
 
-Pure Python, standard library only; read-only by nature. ``plan(nodes, cluster, ha_resources, budgets, pods,
-options)`` decides, before anything changes, per node: the host changes, whether the host reboots, which guests stop
-(the k3s agents *and* every other running VM or container on a rebooting host), which Kubernetes nodes are drained;
-and refuses, with the option and the fix, what would break the cluster:
+Pure Python, standard library only (and the collection's k8s_node); read-only by nature. ``plan(nodes, cluster,
+ha_resources, budgets, pods, options)`` decides, before anything changes, per node: the host changes, whether the
+host reboots, which guests stop (the k3s agents *and* every other running VM or container on a rebooting host),
+which Kubernetes nodes are drained; and refuses, with the option and the fix, what would break the cluster:
 
 - a cluster that is not quorate now, or a node of the plan that is offline;
 - a batch whose reboots would cost Proxmox quorum: corosync votequorum keeps quorum while the votes present are more
@@ -16,7 +16,9 @@ and refuses, with the option and the fix, what would break the cluster:
 - an HA-managed guest (``/cluster/ha/resources``, requested state ``started``) that the window would stop: the HA
   stack would relocate, freeze or restart it (pve-ha-manager ``src/PVE/HA/LRM.pm`` shutdown policy);
 - a drain a PodDisruptionBudget would block: a budget allowing fewer disruptions than the healthy pods it covers on
-  the batch's nodes (the eviction API answers 429 for each one beyond ``status.disruptionsAllowed``).
+  the batch's nodes (the eviction API answers 429 for each one beyond ``status.disruptionsAllowed``);
+- a Kubernetes node the run would drain, label or uncordon that is not in the cluster (``missing_k8s_nodes``):
+  found only in the node's window, it would leave the node cordoned or its agent unlabelled.
 
 Inputs are plain dicts (what ``pve_cluster_info``, ``pve_vm_info``/``pve_vm_q35`` in check mode and
 ``kubernetes.core.k8s_info`` return, reduced by the playbook):
@@ -31,6 +33,8 @@ desiredHealthy, unhealthyPodEvictionPolicy}]``. ``pods``: ``[{namespace, name, n
 """
 
 from __future__ import annotations
+
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import k8s_node
 
 # The options of site.yml each refusal names.
 OPTION_BATCH = "site_batch"
@@ -325,7 +329,7 @@ def plan(nodes, cluster, ha_resources=(), budgets=(), pods=(), options=None):
     }
 
 
-def rolling(fleet, hosts=(), other_agents=()):
+def rolling(fleet, hosts=(), other_agents=(), k8s_nodes=None):
     """The rolling play's hosts and batches: ``{"order": [...], "serial": [...], "members": {host: {...}}}``.
 
     ``order`` lists, batch after batch, each node's Proxmox host (when it is one of ``hosts``, the inventory's Proxmox
@@ -334,7 +338,7 @@ def rolling(fleet, hosts=(), other_agents=()):
     whether the window stops it and writes its VM config; ``window`` whether the node's window stops or reboots
     anything; ``leader`` marks the member that records the node's ``done`` and checks the clusters after a window.
     ``other_agents`` (agents without a VM the plan could read, so without a window) come last, in one batch: only
-    their guest link runs."""
+    their guest link runs. ``k8s_nodes`` (agent -> Kubernetes node) names their nodes too."""
     hosts = {str(h) for h in hosts}
     by_name = {p["name"]: p for p in fleet["nodes"]}
     order, serial, members = [], [], {}
@@ -360,7 +364,8 @@ def rolling(fleet, hosts=(), other_agents=()):
             serial.append(count)
     rest = [str(h) for h in other_agents if str(h) not in members]
     for host in rest:
-        members[host] = {"part": "agent", "vmid": None, "k8s_node": None, "stop": False, "vm_config": False,
+        members[host] = {"part": "agent", "vmid": None, "k8s_node": (k8s_nodes or {}).get(host), "stop": False,
+                         "vm_config": False,
                          "node": host, "pve_node": None, "batch": len(serial) + 1, "reboot": False, "window": False,
                          "leader": True}
         order.append(host)
@@ -388,6 +393,36 @@ def pod_from_k8s(obj):
     return {"namespace": meta.get("namespace", "default"), "name": meta.get("name"), "node": spec.get("nodeName"),
             "labels": meta.get("labels") or {}, "owner_kind": owner.get("kind"),
             "ready": status.get("phase") == "Running" and (not ready or ready[-1].get("status") == "True")}
+
+
+def node_name_from_k8s(obj):
+    """A Node as ``kubernetes.core.k8s_info`` returns it -> its name."""
+    return (obj.get("metadata") or {}).get("name")
+
+
+def _and(words):
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
+def missing_k8s_nodes(touches, k8s_nodes):
+    """Refusals for the Kubernetes nodes the run would touch that ``k8s_nodes`` (the names in the cluster) lacks.
+
+    ``touches``: ``[{host, node, k8s_node, source, actions: [drain|uncordon|label]}]``: per agent its Proxmox node,
+    its Kubernetes node, where that name came from (``k8s_node.described``) and what the run would do to it.
+    """
+    known = {str(name) for name in k8s_nodes}
+    refusals = []
+    for touch in touches:
+        if touch["k8s_node"] in known:
+            continue
+        refusals.append(_refusal(
+            "k8s_node", "agent %s: Kubernetes node %s (%s) is not in the cluster; the run would %s it"
+            % (touch["host"], touch["k8s_node"], k8s_node.described(touch.get("source")), _and(touch["actions"])),
+            "set the host variable %s of %s to the node's name as kubectl get nodes lists it, or point "
+            "gpu_vm_kubeconfig and gpu_worker_kubeconfig at the cluster the agent joined"
+            % (k8s_node.VARIABLE, touch["host"]),
+            touch.get("node"), host=touch["host"], k8s_node=touch["k8s_node"], option=k8s_node.VARIABLE))
+    return refusals
 
 
 def plan_lines(fleet):

@@ -235,3 +235,22 @@ def test_without_drain_no_kubernetes_request(tmp_path, labs):
     assert recap(output)["k3s-agent-2"]["changed"] > 0, output
     assert k8s.requests() == []
     assert len(k8s.dump()["pods"]) == 9
+
+
+def test_the_node_drained_is_the_one_variable(tmp_path, labs):
+    # the agent's node is called unlike its VM and inventory name (k3s-agent-2): the host variable names it
+    pve, k8s = labs
+    k8s.cluster.add_node("agent-2.home.arpa")
+
+    def ready(node):
+        vm = pve.data["vms"].get({"agent-2.home.arpa": "121"}.get(node, "")) or {}
+        if not vm:
+            return None
+        return vm.get("status") == "running" and time.time() - (vm.get("started_at") or 0) >= BOOT_SECONDS
+
+    k8s.set_ready_source(ready)
+    output = run_playbook(tmp_path, pve, k8s, "-e", "gpu_vm_hosts=k3s-agent-2", "-e", "kubernetes_node_name=agent-2.home.arpa")
+    assert pve.vm(121)["config"]["machine"] == "q35", output
+    steps = [(e["action"], e["node"]) for e in k8s.requests() if e["action"] in ("cordon", "uncordon", "patch_node")]
+    assert steps == [("cordon", "agent-2.home.arpa"), ("uncordon", "agent-2.home.arpa")], steps
+    assert "DEPRECATION" not in output, output

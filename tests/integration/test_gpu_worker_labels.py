@@ -189,9 +189,28 @@ def test_failed_verification_strict_fails_before_any_label(tmp_path, k8s):
 
 
 def test_unknown_node_names_the_fix(tmp_path, k8s):
-    output, _report = run_playbook(tmp_path, k8s, dict(guest(tmp_path), gpu_worker_node_name="agent-1.lan"), expect_rc=2)
-    assert "Kubernetes node agent-1.lan not found" in output and "gpu_worker_node_name" in output, output
+    output, _report = run_playbook(tmp_path, k8s, dict(guest(tmp_path), kubernetes_node_name="agent-1.lan"), expect_rc=2)
+    assert "Kubernetes node agent-1.lan not found" in output and "set the host variable kubernetes_node_name" in output, output
     assert patches(k8s) == []
+
+
+def test_the_node_is_the_collection_one_variable_then_the_vm_name(tmp_path, k8s):
+    # the VM is named otherwise; the one variable names the node, as it does for the drain
+    output, report = run_playbook(tmp_path, k8s, dict(guest(tmp_path), name="vm-agent-1", kubernetes_node_name=NODE))
+    assert [e["node"] for e in patches(k8s)] == [NODE] and report["labels"]["gpu"] == "intel-uhd-630", output
+    assert "DEPRECATION" not in output, output
+    # without it the VM name (the drain's default too), which is no node here
+    k8s.clear_requests()
+    output, _report = run_playbook(tmp_path, k8s, dict(guest(tmp_path), name="vm-agent-1"), expect_rc=2)
+    assert "Kubernetes node vm-agent-1 not found" in output and patches(k8s) == [], output
+
+
+def test_the_deprecated_name_is_honoured_with_a_warning(tmp_path, k8s):
+    output, _report = run_playbook(tmp_path, k8s, dict(guest(tmp_path), name="vm-agent-1", gpu_worker_node_name=NODE))
+    assert [e["node"] for e in patches(k8s)] == [NODE], k8s.requests()
+    flat = " ".join(output.split())
+    assert ("k3s-agent-1: gpu_worker_node_name is deprecated; set the host variable kubernetes_node_name instead "
+            "(same value: k3s-agent-1)") in flat, output
 
 
 def test_stale_labels_removed_foreign_ones_kept_then_no_patch(tmp_path, k8s):

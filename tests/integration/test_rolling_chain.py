@@ -176,7 +176,7 @@ def _fleet(sim, tmp_path, node_of=None, agent_vars=None, extra_nodes=()):
                      "gpu_vm_proxmox_api_host": "127.0.0.1", "gpu_vm_proxmox_api_port": sim.port,
                      "gpu_vm_proxmox_api_user": "root@pam", "gpu_vm_proxmox_api_password": "rootpass",
                      "gpu_vm_proxmox_ca_path": sim.ca_path, "gpu_vm_kubeconfig": k8s.kubeconfig,
-                     "gpu_vm_efidisk_storage": "local-lvm"},
+                     "gpu_worker_kubeconfig": k8s.kubeconfig, "gpu_vm_efidisk_storage": "local-lvm"},
             "children": {"proxmox_hosts": {"hosts": hosts}, "k3s_gpu_agents": {"hosts": agent_hosts}},
         }}
         path = tmp_path / "inventory.json"
@@ -402,3 +402,89 @@ def test_a_bad_rolling_option_is_refused_before_any_change(sim, fleet):
     assert "site_start_retries=many: not a whole number" in output and "nothing was changed" in output, output
     assert sim.counters()["writes_without_auth"] == 0
     assert not [e for e in fleet["k8s"].requests() if e["action"] in ("cordon", "evict", "patch_node")]
+
+
+# ------------------------------------------------------------------ the agents' Kubernetes nodes
+# Every agent's node is called unlike its inventory name (k3s-agent-N) and its VM name (vm-agent-N), as with a k3s
+# --node-name; nodes with those two names exist as well, so a run that took the wrong name would touch them.
+NODE_OF = {"k3s-agent-%d" % index: "gpu-node-%d.home.arpa" % index for index in (1, 2, 3)}
+DECOYS = ["k3s-agent-%d" % index for index in (1, 2, 3)] + ["vm-agent-%d" % index for index in (1, 2, 3)]
+
+
+def _agents(tmp_path, **per_agent):
+    """The agents' host variables: the VM name, the guest stand-in of test_gpu_worker_labels (a render node, a q35
+    sysfs tree, a vainfo script) and ``per_agent`` (agent -> more variables)."""
+    from test_gpu_worker_labels import guest  # pylint: disable=import-outside-toplevel
+
+    worker = dict(guest(tmp_path), ansible_become=False, gpu_worker_manage_packages=False)
+    return {agent: dict(worker, name="vm-agent-%s" % agent[-1], **per_agent.get(agent, {})) for agent in NODE_OF}
+
+
+def _touched(fleet):
+    """(action, node) of every request that changed a Kubernetes node: cordon, uncordon, label patches."""
+    return [(e["action"], e.get("node")) for e in fleet["k8s"].requests()
+            if e["action"] in ("cordon", "uncordon", "patch_node") and "dryRun" not in e.get("query", "")]
+
+
+def test_the_one_variable_names_the_node_drained_labelled_and_uncordoned(sim, tmp_path):
+    agent_vars = _agents(tmp_path, **{agent: {"kubernetes_node_name": node} for agent, node in NODE_OF.items()})
+    with _fleet(sim, tmp_path, node_of=NODE_OF, agent_vars=agent_vars, extra_nodes=DECOYS) as fleet:
+        path = fleet["tmp"] / "timeline.json"
+        rc, output = site(fleet, "-e", "site_timeline_file=%s" % path)
+        assert rc == 0, output
+        assert "drain: gpu-node-1.home.arpa" in output and "drain: gpu-node-3.home.arpa" in output, output
+        touched = _touched(fleet)
+        # agents 1 and 3 stop: their nodes are cordoned (and drained) and uncordoned; every agent's node is labelled
+        stopped = [NODE_OF["k3s-agent-1"], NODE_OF["k3s-agent-3"]]
+        assert [t for t in touched if t[0] == "cordon"] == [("cordon", node) for node in stopped], touched
+        assert [t for t in touched if t[0] == "uncordon"] == [("uncordon", node) for node in stopped], touched
+        assert sorted(node for action, node in touched if action == "patch_node") == sorted(NODE_OF.values()), touched
+        # no other node was touched
+        assert {node for _action, node in touched} == set(NODE_OF.values()), touched
+        nodes = fleet["k8s"].cluster.nodes
+        for agent, node in NODE_OF.items():
+            assert nodes[node]["metadata"]["labels"].get("gpu") == "intel-uhd-630", (agent, nodes[node]["metadata"])
+            assert not nodes[node]["spec"].get("unschedulable"), node
+        for decoy in DECOYS:
+            assert "gpu" not in nodes[decoy]["metadata"]["labels"] and not nodes[decoy]["spec"].get("unschedulable")
+        assert "DEPRECATION" not in output, output
+        timeline, events = _timeline(path)
+        assert [e["detail"] for e in events if e["event"] == "cordon"] == [NODE_OF["k3s-agent-1"], NODE_OF["k3s-agent-3"]]
+        assert timeline.validate(events, agents=[120, 122]) == [], events
+
+
+def test_the_deprecated_names_are_honoured_with_a_warning(sim, tmp_path):
+    # agent 1 sets the drain's old name, agent 2 the labels' old name, agent 3 both: each names the node for all
+    agent_vars = _agents(tmp_path, **{
+        "k3s-agent-1": {"gpu_vm_kubernetes_node": NODE_OF["k3s-agent-1"]},
+        "k3s-agent-2": {"gpu_worker_node_name": NODE_OF["k3s-agent-2"]},
+        "k3s-agent-3": {"gpu_vm_kubernetes_node": NODE_OF["k3s-agent-3"], "gpu_worker_node_name": NODE_OF["k3s-agent-3"]},
+    })
+    with _fleet(sim, tmp_path, node_of=NODE_OF, agent_vars=agent_vars, extra_nodes=DECOYS) as fleet:
+        rc, output = site(fleet)
+        assert rc == 0, output
+        flat = " ".join(output.split())
+        for agent, old in (("k3s-agent-1", "gpu_vm_kubernetes_node"), ("k3s-agent-2", "gpu_worker_node_name"),
+                           ("k3s-agent-3", "gpu_vm_kubernetes_node"), ("k3s-agent-3", "gpu_worker_node_name")):
+            assert "%s: %s is deprecated; set the host variable kubernetes_node_name instead" % (agent, old) in flat, output
+        touched = _touched(fleet)
+        assert {node for _action, node in touched} == set(NODE_OF.values()), touched
+        assert sorted(node for action, node in touched if action == "patch_node") == sorted(NODE_OF.values()), touched
+
+
+def test_a_missing_node_is_refused_by_the_plan_before_any_change(sim, tmp_path):
+    # agent 1's node is misspelt: its window would drain it, the guest link label it
+    agent_vars = _agents(tmp_path, **{agent: {"kubernetes_node_name": node} for agent, node in NODE_OF.items()})
+    agent_vars["k3s-agent-1"]["kubernetes_node_name"] = "gpu-node-1.home.arpa.typo"
+    with _fleet(sim, tmp_path, node_of=NODE_OF, agent_vars=agent_vars, extra_nodes=DECOYS) as fleet:
+        sim.reset_counters()
+        rc, output = site(fleet)
+        assert rc != 0, output
+        flat = " ".join(output.split())
+        assert "The fleet plan refuses 1 thing(s); nothing was changed." in flat, output
+        assert ("agent k3s-agent-1: Kubernetes node gpu-node-1.home.arpa.typo (kubernetes_node_name) is not in the "
+                "cluster; the run would drain, uncordon and label it -- fix: set the host variable kubernetes_node_name "
+                "of k3s-agent-1 to the node's name as kubectl get nodes lists it") in flat, output
+        assert sim.counters()["writes_without_auth"] == 0
+        assert _touched(fleet) == [] and not [e for e in fleet["k8s"].requests() if e["action"] == "evict"]
+        assert _driver(fleet["roots"]["pve1"]) == "i915" and sim.vm(122)["config"]["machine"] == "pc"

@@ -60,3 +60,13 @@ def test_check_mode_selects_no_stage():
     assert FILTERS["chain_selected"](["all"], [], check_mode=True) == {"host": False, "vm": False, "guest": False}
     rows = FILTERS["chain_summary"](_hostvars(), GROUPS, limit=["pve-2"], run_tags=["all"], check_mode=True)
     assert {r["status"] for r in rows} == {"skip"}
+
+
+def test_the_label_row_names_the_node_by_the_collection_rule():
+    hostvars = _hostvars()
+    hostvars["k3s-agent-1"].update(kubernetes_node_name="agent-1.lan", name="vm-1")
+    hostvars["k3s-agent-2"].update(name="vm-2", gpu_worker_label_node=True,
+                                   gpu_worker_report=dict(WORKER_OK, labels={"gpu": "true"}))
+    rows = {(r["host"], r["id"]): r for r in FILTERS["chain_summary"](hostvars, GROUPS, run_tags=["all"], skip_tags=[])}
+    assert rows[("k3s-agent-1", "labels")]["detail"].startswith("node agent-1.lan: ")
+    assert rows[("k3s-agent-2", "labels")]["detail"].startswith("node vm-2: ")

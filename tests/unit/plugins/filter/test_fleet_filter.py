@@ -73,3 +73,95 @@ def test_limit_batch_and_unknown_cluster():
         FILTERS["fleet_plan"](_hostvars(), GROUPS, cluster=_cluster(), batch=0)
     with pytest.raises(AnsibleFilterError, match="budgets must be"):
         FILTERS["fleet_plan"](_hostvars(), GROUPS, cluster=_cluster(), budgets="x")
+
+
+# ------------------------------------------------------------------ the agents' Kubernetes nodes
+def _nodes(*names):
+    return {"resources": [{"metadata": {"name": n}} for n in names]}
+
+
+def _agents(plan):
+    return {host: member["k8s_node"] for host, member in plan["rolling"]["members"].items() if member["part"] == "agent"}
+
+
+def test_one_variable_names_the_node_drained_and_uncordoned():
+    hv = _hostvars()
+    for i in (1, 2, 3):
+        hv["k3s-agent-%d" % i].update(name="vm-agent-%d" % i, kubernetes_node_name="node-%d.lan" % i)
+    plan = FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), k8s_nodes=_nodes("node-1.lan", "node-2.lan", "node-3.lan"),
+                                 labels=True)
+    assert plan["ok"], plan["refusals"]
+    assert [n["drain"] for n in plan["nodes"]] == [["node-1.lan"], [], ["node-3.lan"]]
+    assert _agents(plan) == {"k3s-agent-1": "node-1.lan", "k3s-agent-2": "node-2.lan", "k3s-agent-3": "node-3.lan"}
+
+
+def test_the_default_is_the_vm_name_then_the_inventory_hostname():
+    hv = _hostvars()
+    hv["k3s-agent-1"]["name"] = "vm-agent-1"
+    hv["k3s-agent-2"]["gpu_vm_name"] = "vm-agent-2"
+    plan = FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster())
+    assert _agents(plan) == {"k3s-agent-1": "vm-agent-1", "k3s-agent-2": "vm-agent-2", "k3s-agent-3": "k3s-agent-3"}
+
+
+def test_agents_without_a_vm_plan_are_named_too():
+    hv = _hostvars()
+    hv["k3s-agent-2"] = {"kubernetes_node_name": "node-2.lan"}  # no vm_id: its guest link (labels) runs alone
+    plan = FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), k8s_nodes=_nodes("k3s-agent-1", "k3s-agent-3"),
+                                 labels=True)
+    assert _agents(plan)["k3s-agent-2"] == "node-2.lan"
+    assert [(r["host"], r["k8s_node"]) for r in plan["refusals"]] == [("k3s-agent-2", "node-2.lan")]
+
+
+def test_a_missing_node_is_refused_with_the_agent_the_variable_and_the_fix():
+    hv = _hostvars()
+    hv["k3s-agent-1"].update(kubernetes_node_name="agent-1.lan", gpu_vm_kubeconfig="/k3s.yaml", gpu_worker_kubeconfig="/k3s.yaml")
+    plan = FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), k8s_nodes=_nodes("k3s-agent-1", "k3s-agent-2", "k3s-agent-3"),
+                                 labels=True)
+    assert plan["ok"] is False
+    (refusal,) = plan["refusals"]
+    assert refusal["kind"] == "k8s_node" and refusal["node"] == "pve-1" and refusal["option"] == "kubernetes_node_name"
+    assert refusal["message"] == ("agent k3s-agent-1: Kubernetes node agent-1.lan (kubernetes_node_name) is not in the "
+                                  "cluster; the run would drain, uncordon and label it")
+    assert "kubernetes_node_name of k3s-agent-1" in refusal["fix"] and "kubectl get nodes" in refusal["fix"]
+    assert any(line.startswith("REFUSED (pve-1): agent k3s-agent-1: Kubernetes node agent-1.lan") for line in plan["lines"])
+
+
+def test_only_the_nodes_the_run_touches_must_exist():
+    hv = _hostvars(fresh=())
+    for i in (1, 2, 3):
+        hv["k3s-agent-%d" % i].update(gpu_vm_kubeconfig="/k3s.yaml", gpu_worker_kubeconfig="/k3s.yaml")
+    # agent 2's VM is stopped (no drain), agent 1 runs but nothing changes on pve-1
+    hv["k3s-agent-1"]["site_vm_plan"] = {"vmid": 120, "plan": []}
+    nodes = _nodes("k3s-agent-3")
+    assert not FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), k8s_nodes=_nodes())["ok"]
+    # no labels: only agent 3 is drained
+    assert FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), k8s_nodes=nodes)["ok"]
+    # labels: every agent's node
+    plan = FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), k8s_nodes=nodes, labels=True)
+    assert [(r["host"], r["message"].rsplit("would ", 1)[1]) for r in plan["refusals"]] == [
+        ("k3s-agent-1", "label it"), ("k3s-agent-2", "label it")]
+    # not read (no kubeconfig): no check
+    assert FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), labels=True)["ok"]
+    # gpu_vm_drain false, gpu_worker_label_node false, or labels through another cluster: not touched
+    hv["k3s-agent-3"]["gpu_vm_drain"] = "false"
+    hv["k3s-agent-1"]["gpu_worker_label_node"] = False
+    hv["k3s-agent-2"]["gpu_worker_kubeconfig"] = "/elsewhere.yaml"
+    hv["k3s-agent-3"]["gpu_worker_kube_context"] = "other"
+    assert FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), k8s_nodes=_nodes(), labels=True)["ok"]
+
+
+def test_the_plan_names_the_deprecated_variable_and_honours_it(monkeypatch):
+    from ansible_collections.homelab.gpu_passthrough.plugins.filter import k8s_node as plugin  # pylint: disable=import-outside-toplevel
+
+    warned = []
+    monkeypatch.setattr(plugin.display, "deprecated", lambda msg, **_kw: warned.append(msg))
+    hv = _hostvars()
+    hv["k3s-agent-1"]["gpu_worker_node_name"] = "agent-1.lan"
+    plan = FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), k8s_nodes=_nodes("k3s-agent-2", "k3s-agent-3"), labels=True)
+    assert plan["nodes"][0]["drain"] == ["agent-1.lan"]
+    assert "gpu_worker_node_name (deprecated: kubernetes_node_name)" in plan["refusals"][0]["message"]
+    assert warned == ["k3s-agent-1: gpu_worker_node_name is deprecated; set the host variable kubernetes_node_name "
+                      "instead (same value: agent-1.lan)"]
+    hv["k3s-agent-1"]["gpu_vm_kubernetes_node"] = "k3s-agent-1"
+    with pytest.raises(AnsibleFilterError, match="name different Kubernetes nodes"):
+        FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster())

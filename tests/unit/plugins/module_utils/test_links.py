@@ -114,7 +114,7 @@ def test_guest_rows():
                   labels={}, label_notes=["node k3s-agent-1 not found in the cluster"])
     driver, label = links.guest_rows(AGENT, broken)
     assert driver["detail"] == "[VM config] no render node; render nodes: none" and driver["fix"] == "pass the GPU"
-    assert label["status"] == "FAIL" and "gpu_worker_node_name" in label["fix"]
+    assert label["status"] == "FAIL" and "kubernetes_node_name" in label["fix"]
     assert label["detail"] == "node k3s-agent-1: no labels (node k3s-agent-1 not found in the cluster)"
     assert links.guest_rows(AGENT, WORKER_OK, label_node="false")[1]["status"] == "skip"
     unlabelled = {k: v for k, v in WORKER_OK.items() if k != "labels_changed"}
