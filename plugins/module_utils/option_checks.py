@@ -62,8 +62,8 @@ HOSTPCI_SLOT = Range(0, 15, why="Proxmox VE has the slots 0 to 15, hostpci0 to h
 CORES = Range(1, why="CPU cores per socket", example=2)
 MEMORY_MIB = Range(16, why="MiB of memory, Proxmox VE's minimum is 16", example=4096)
 TCP_PORT = Range(1, 65535, why="a TCP port", example=8006)
-# 0 s would mean a hard stop without giving the guest any time: use a real wait
-SHUTDOWN_TIMEOUT = Range(1, why="seconds the guest gets to shut down before it is stopped hard", example=180)
+# Proxmox VE accepts 0 too (its shutdown `timeout` minimum): no grace, a guest still running is stopped hard
+SHUTDOWN_TIMEOUT = Range(0, why="seconds the guest gets to shut down before it is stopped hard", example=180)
 REQUEST_TIMEOUT = Range(1, why="seconds each API request may take", example=30)
 
 

@@ -121,7 +121,8 @@ options:
     description:
       - Seconds a guest gets to shut down with O(apply=restart). Only when they really passed with the guest still
         running is it stopped hard (with a warning); API errors while waiting are retried.
-      - Valid values are at least 1; any other value is refused before anything is sent or changed.
+      - Valid values are at least 0; any other value is refused before anything is sent or changed. With 0 a guest still
+        running is stopped hard at once, as Proxmox VE does with a shutdown timeout of 0.
     type: int
     default: 180
 notes:

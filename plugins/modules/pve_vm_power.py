@@ -46,7 +46,8 @@ options:
   shutdown_timeout:
     description:
       - Seconds the guest gets to shut down after the ACPI request.
-      - Valid values are at least 1; any other value is refused before anything is sent or changed.
+      - Valid values are at least 0; any other value is refused before anything is sent or changed. With 0 a guest still
+        running is stopped hard at once, as Proxmox VE does with a shutdown timeout of 0.
     type: int
     default: 180
   force:

@@ -225,7 +225,8 @@ options:
     description:
       - Seconds to wait for the guest to shut down (ACPI). Only when they really passed with the guest still running
         is the VM stopped hard, with a warning saying so; API errors while waiting are retried.
-      - Valid values are at least 1; any other value is refused before anything is sent or changed.
+      - Valid values are at least 0; any other value is refused before anything is sent or changed. With 0 a guest still
+        running is stopped hard at once, as Proxmox VE does with a shutdown timeout of 0.
     type: int
     default: 180
   start:

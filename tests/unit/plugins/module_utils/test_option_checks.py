@@ -33,8 +33,7 @@ def refused(**given):
 @pytest.mark.parametrize(("given", "option", "words"), [
     ({"vmid": 99}, "vmid", "within 100..999999999"),
     ({"vmid": 10 ** 9}, "vmid", "within 100..999999999"),
-    ({"timeout": -1}, "timeout", "at least 1"),
-    ({"timeout": 0}, "timeout", "at least 1"),
+    ({"timeout": -1}, "timeout", "at least 0"),
     ({"items": [{"slot": 1, "host": "a"}, {"slot": 16, "host": "b"}]}, "items[1].slot", "within 0..15"),
 ])
 def test_numbers_outside_their_range(given, option, words):
@@ -45,8 +44,9 @@ def test_numbers_outside_their_range(given, option, words):
 
 
 def test_numbers_inside_and_unset_pass():
-    checked = option_checks.check(params(vmid=100, timeout=1, items=[{"slot": 15, "host": "a"}, {"slot": None, "host": "b"}]), SPEC, RANGES)
-    assert checked["vmid"] == 100 and checked["items"][0]["slot"] == 15
+    # the edges are valid: the lowest VMID, a shutdown timeout of 0 (as Proxmox VE accepts it), slot 15
+    checked = option_checks.check(params(vmid=100, timeout=0, items=[{"slot": 15, "host": "a"}, {"slot": None, "host": "b"}]), SPEC, RANGES)
+    assert checked["vmid"] == 100 and checked["timeout"] == 0 and checked["items"][0]["slot"] == 15
 
 
 @pytest.mark.parametrize(("given", "option"), [({"root": ""}, "root"), ({"names": ["a", ""]}, "names[1]"),

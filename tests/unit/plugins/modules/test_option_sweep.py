@@ -217,12 +217,20 @@ def test_negative_shutdown_timeout_never_reaches_the_vm(capsys, sim, host):
     for name in ("pve_vm_power", "pve_vm_q35", "pve_hostpci"):
         args = dict(base_args(name, sim, host), shutdown_timeout=-30, **({"state": "stopped"} if name == "pve_vm_power" else {}))
         result = assert_refused_untouched(capsys, sim, host, name, args, "shutdown_timeout=-30")
-        assert "at least 1" in result["msg"]
+        assert "at least 0" in result["msg"]
     assert sim.vm(120)["status"] == "running"
 
 
+def test_a_shutdown_timeout_of_0_is_valid_and_stops_the_guest(capsys, sim, host):
+    # Proxmox VE accepts a shutdown timeout of 0: no grace, a guest still running is stopped hard
+    args = dict(base_args("pve_vm_power", sim, host), shutdown_timeout=0, state="stopped")
+    result = run_module(capsys, module_of("pve_vm_power").main, args)
+    assert not result.get("failed"), result
+    assert result["changed"] is True and sim.vm(120)["status"] == "stopped"
+
+
 @pytest.mark.parametrize(("name", "option", "value"), [
-    ("pve_vm_power", "shutdown_timeout", 1), ("pve_vm_info", "vmid", 120), ("pve_vm_info", "api_port", None),
+    ("pve_vm_power", "shutdown_timeout", 0), ("pve_vm_info", "vmid", 120), ("pve_vm_info", "api_port", None),
     ("pve_vm_q35", "memory", 16), ("pve_vm_q35", "cores", 1), ("pve_vm_q35", "hostpci.slot", 15), ("pve_hostpci", "slot", 0),
 ])
 def test_numbers_in_range_pass_the_check(capsys, sim, host, name, option, value):
