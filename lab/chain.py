@@ -739,7 +739,7 @@ def _up(args: argparse.Namespace, summary: dict) -> int:
     follower = NodeFollower(pve, host.get("boot_id"))
     follower.start()
     try:
-        run_ = playbook("site", ["-e", "site_start_retries=36"])
+        run_ = playbook("site", ["-e", "gpu_vm_start_retries=36"])
     finally:
         follower.stop()
     summary["runs"].append(run_)

@@ -84,7 +84,7 @@ def chain_summary(hostvars, groups, limit=None, run_tags=None, skip_tags=None, c
         hv = hostvars[name]
         agents.append({
             "name": name,
-            "vm_report": _plain(hv.get("site_vm_report")),
+            "vm_report": _plain(hv.get("gpu_vm_report")),
             "worker_report": _plain(hv.get("gpu_worker_report")),
             "label_node": hv.get("gpu_worker_label_node", True),
             "node_name": _node_name(hv, name),

@@ -27,7 +27,7 @@ def _resources(value, name):
 
 
 def _agent(name, hv, guests, k8s_node):
-    vm = _plain(hv.get("site_vm_plan")) or {}
+    vm = _plain(hv.get("gpu_vm_plan")) or {}
     vmid = vm.get("vmid") or hv.get("vm_id") or hv.get("gpu_vm_id")
     live = next((g for g in guests if vmid is not None and str(g.get("vmid")) == str(vmid)), {})
     actions = vm.get("plan") or []
@@ -44,17 +44,24 @@ def _same_cluster(hv):
                for key in ("kubeconfig", "kube_context"))
 
 
+def _drainable(hostvars, agents):
+    """The agents whose Kubernetes node a window that stops them drains: a kubeconfig is set and gpu_vm_drain allows
+    it (the one rule; the rolling play reads it from the plan's members)."""
+    return {name for name in agents
+            if hostvars[name].get("gpu_vm_kubeconfig") and to_bool(hostvars[name].get("gpu_vm_drain"), True)}
+
+
 def _touches(result, hostvars, agents, k8s_nodes_of, labels):
     """What the run will do to each agent's Kubernetes node: the rolling play's drain and uncordon, gpu_worker's
     labels."""
     stops = {a["host"] for p in result["nodes"] for a in p["agents"] if a["stop"]}
     node_of = {a["host"]: p["name"] for p in result["nodes"] for a in p["agents"]}
+    drainable = _drainable(hostvars, agents)
     touches = []
     for name in agents:
         hv = hostvars[name]
         actions = []
-        # the rolling play's _site_drain: the window stops the agent, a kubeconfig is set and gpu_vm_drain allows it
-        if name in stops and hv.get("gpu_vm_kubeconfig") and to_bool(hv.get("gpu_vm_drain"), True):
+        if name in stops and name in drainable:
             actions += ["drain", "uncordon"]
         if labels and to_bool(hv.get("gpu_worker_label_node"), True) and _same_cluster(hv):
             actions.append("label")
@@ -117,7 +124,8 @@ def fleet_plan(hostvars, groups, cluster=None, budgets=None, pods=None, limit=No
         result["ok"] = result["ok"] and not missing
     result["lines"] = fleet.plan_lines(result)
     result["rolling"] = fleet.rolling(result, hosts, other_agents=members(agent_group),
-                                      k8s_nodes={name: found["name"] for name, found in k8s_nodes_of.items()})
+                                      k8s_nodes={name: found["name"] for name, found in k8s_nodes_of.items()},
+                                      drains=_drainable(hostvars, members(agent_group)))
     return result
 
 

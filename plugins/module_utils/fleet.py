@@ -329,13 +329,14 @@ def plan(nodes, cluster, ha_resources=(), budgets=(), pods=(), options=None):
     }
 
 
-def rolling(fleet, hosts=(), other_agents=(), k8s_nodes=None):
+def rolling(fleet, hosts=(), other_agents=(), k8s_nodes=None, drains=None):
     """The rolling play's hosts and batches: ``{"order": [...], "serial": [...], "members": {host: {...}}}``.
 
     ``order`` lists, batch after batch, each node's Proxmox host (when it is one of ``hosts``, the inventory's Proxmox
     hosts) and then its agents; ``serial`` is the number of those hosts per batch, for a play's ``serial`` list.
     ``members`` says per host which node and batch it belongs to, its part (``host`` or ``agent``) and, for an agent,
-    whether the window stops it and writes its VM config; ``window`` whether the node's window stops or reboots
+    whether the window stops it, drains its Kubernetes node (when it stops and is one of ``drains``, the agents whose
+    node may be drained; all of them when None) and writes its VM config; ``window`` whether the node's window stops or reboots
     anything; ``leader`` marks the member that records the node's ``done`` and checks the clusters after a window.
     ``other_agents`` (agents without a VM the plan could read, so without a window) come last, in one batch: only
     their guest link runs. ``k8s_nodes`` (agent -> Kubernetes node) names their nodes too."""
@@ -350,8 +351,9 @@ def rolling(fleet, hosts=(), other_agents=(), k8s_nodes=None):
             if name in hosts:
                 entries.append((name, {"part": "host", "reboot": p["reboot"], "changes": bool(p["host_changes"])}))
             for agent in p.get("agents") or []:
+                drain = agent["stop"] and (drains is None or agent["host"] in drains)
                 entries.append((agent["host"], {"part": "agent", "vmid": agent["vmid"], "k8s_node": agent["k8s_node"],
-                                                "stop": agent["stop"], "vm_config": agent["vm_config"]}))
+                                                "stop": agent["stop"], "drain": drain, "vm_config": agent["vm_config"]}))
             for host, member in entries:
                 if host in members:
                     continue
@@ -365,7 +367,7 @@ def rolling(fleet, hosts=(), other_agents=(), k8s_nodes=None):
     rest = [str(h) for h in other_agents if str(h) not in members]
     for host in rest:
         members[host] = {"part": "agent", "vmid": None, "k8s_node": (k8s_nodes or {}).get(host), "stop": False,
-                         "vm_config": False,
+                         "drain": False, "vm_config": False,
                          "node": host, "pve_node": None, "batch": len(serial) + 1, "reboot": False, "window": False,
                          "leader": True}
         order.append(host)

@@ -121,7 +121,7 @@ def _pairs(mapping, sep):
 
 
 def vm_row(host, report, selected=True):
-    """The VM config row from the ``site_vm_report`` fact site.yml records after the VM link."""
+    """The VM config row from the ``gpu_vm_report`` fact of gpu_vm's entry point verify."""
     if report is None:
         return _not_reached(host, ["vm_config"], "VM", selected, "gpu_vm", "gpu_vm.yml",
                             "get through for this VM")[0]

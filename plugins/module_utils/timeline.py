@@ -4,7 +4,8 @@
 """The rolling chain's timeline: what happened on which node, when; its rules; the downtime windows it shows.
 
 Pure Python, standard library only. ``site.yml -e site_timeline_file=PATH`` writes
-``{"events": [{"t": <epoch seconds>, "node": "pve-1", "guest": 120 | null, "event": "<EVENTS>", "detail": "..."}]}``.
+``{"events": [{"t": <epoch seconds>, "node": "pve-1", "guest": 120 | null, "event": "<EVENTS>", "detail": "..."}]}``:
+the callback ``homelab.gpu_passthrough.timeline`` feeds what the run reports to a ``Recorder`` and writes its events.
 
 The rules ``validate`` checks (the rolling chain's promise, principle 4 of the architecture):
 
@@ -21,10 +22,7 @@ open the node's turn.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import tempfile
 import time
 
 # The host's preparation and the guest's packages come before the cordon, while the guests serve: the window holds
@@ -56,32 +54,6 @@ def load(text):
 
 def dump(events):
     return json.dumps({"events": sorted(events, key=lambda e: e["t"])}, indent=2, sort_keys=True) + "\n"
-
-
-def append(path, item):
-    """Add ``item`` to the timeline file at ``path`` (created when missing): under an exclusive lock on a side file, so
-    hosts of one batch may record at once, and by an atomic rename, so a reader never sees half a file."""
-    path = os.path.abspath(path)
-    directory = os.path.dirname(path)
-    with open(path + ".lock", "a", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        events = []
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-            events = load(text) if text.strip() else []
-        events.append(item)
-        fd, tmp = tempfile.mkstemp(prefix=".timeline-", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(dump(events))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    return len(events)
 
 
 def _shape(index, item):
@@ -249,3 +221,247 @@ def window_lines(events):
         for guest, span in cost["cordoned"].items():
             lines.append("  VM %s's node cordoned %s" % (guest, _span_text(span)))
     return lines
+
+
+# ------------------------------------------------------------------------------------------------ recording a run
+#
+# A task declares the event it ends with in a task variable named ``<anything>_timeline_event`` (for example
+# ``gpu_vm_timeline_event: guest_stop``); ``plan``, ``done`` and ``failed`` come from the run itself.
+
+MARKER_SUFFIX = "_timeline_event"
+MARKED = tuple(name for name in EVENTS if name != "plan" and name not in ENDS)
+# the facts a detail is made of, kept per host as the run reports them (the latest wins)
+KEPT_FACTS = ("proxmox_gpu_prep_reboot_required", "gpu_worker_report")
+K8S_EVENTS = ("cordon", "drain", "ready", "uncordon")
+
+
+def to_bool(value, default=False):
+    """What Ansible's ``bool`` filter makes of a value: facts may hold booleans as strings."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value == 1
+    return str(value).strip().lower() in ("yes", "on", "1", "true", "y", "t")
+
+
+def marker(task_vars, imported_with=()):
+    """The event a task declares it ends with: the value of its own variable whose name ends in ``_timeline_event``,
+    else of the ``import_tasks`` statements it was imported by (``imported_with``: their variables, nearest first; a
+    static import's variables are its tasks' variables). None when there is none, or when the value is not the
+    literal name of an event a task may end with."""
+    for declared in (task_vars,) + tuple(imported_with):
+        declared = declared if isinstance(declared, dict) else {}
+        for name in sorted(declared, key=str):
+            value = declared[name]
+            if str(name).endswith(MARKER_SUFFIX) and isinstance(value, str) and value in MARKED:
+                return str(value)
+    return None
+
+
+def _now(t):
+    return time.time() if t is None else float(t)
+
+
+def _loop_items(result):
+    items = result.get("results")
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
+def result_facts(result):
+    """The facts a task result sets (``ansible_facts``, of the task or of each loop item; a later item wins)."""
+    found = {}
+    for item in [result] + _loop_items(result):
+        facts = item.get("ansible_facts")
+        if isinstance(facts, dict):
+            found.update(facts)
+    return found
+
+
+def changed(result):
+    """Whether a task result reports a change (a loop changed when one item did)."""
+    if "changed" in result:
+        return to_bool(result["changed"])
+    return any(to_bool(item.get("changed")) for item in _loop_items(result))
+
+
+def _guest(member):
+    """The VMID of a rolling member that is an agent VM; None for a Proxmox host (or an agent without one)."""
+    if member.get("part") != "agent" or isinstance(member.get("vmid"), bool):
+        return None
+    try:
+        return int(member["vmid"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class Recorder:
+    """The timeline of one playbook run, from what the run reports, as plain values (host names, result dicts, task
+    variables, epoch seconds). Each method returns the events it recorded (also appended to ``events``).
+
+    - ``ok`` of a result whose facts hold ``site_plan`` captures the fleet plan (the latest wins) and, when the plan is
+      ok, records one ``plan`` event per node (once per node);
+    - ``ok`` of a task that declares an event (``marker``) records it for the host's node when the host is a rolling
+      member of the plan; ``host_reboot`` records ``host_reboot`` at the task's start and ``host_up`` at its end;
+    - a node's turn opens at its first event other than ``plan``, or at the first result of one of its hosts in the
+      rolling play (the first play to start after the one that captured the plan; ``play_start`` names the plays, and
+      a play's serial batches share its name);
+    - ``failed`` records ``failed`` once per node, for a member whose node's turn is open;
+    - ``play_start`` and ``stats`` close the batch that ran: every node opened in it that has not ended is ``done``, at
+      the time of the batch's last result, unless one of them failed.
+
+    A node that is ``done`` or ``failed`` records nothing more."""
+
+    def __init__(self):
+        self.events = []
+        self.members = None
+        self._facts = {}
+        self._started = {}
+        self._planned = set()
+        self._opened = set()
+        self._ended = {}
+        self._batch = []
+        self._last = None
+        self._play = None
+        self._plan_play = None
+        self._rolling_play = None
+
+    # -- what the run reports
+
+    def play_start(self, play_id=None):
+        """A play starts, or the next serial batch of one: the batch that ran is closed."""
+        closed = self._close()
+        if self.members is not None and self._rolling_play is None and play_id is not None \
+                and play_id != self._plan_play:
+            self._rolling_play = play_id
+        self._play = play_id
+        return closed
+
+    def stats(self):
+        """The run ends: the batch that ran is closed."""
+        return self._close()
+
+    def task_start(self, host, task_id, name=None, t=None):
+        """A task starts on ``host``; ``name`` is the event the task declares (only a reboot's start is kept)."""
+        if name == "host_reboot":
+            self._started[(host, task_id)] = _now(t)
+
+    def skipped(self, host, task_id=None, t=None):
+        self._last = _now(t)
+        self._started.pop((host, task_id), None)
+        self._open(self._member(host))
+        return []
+
+    def ok(self, host, result, name=None, task_id=None, t=None):
+        """A task ended ok on ``host`` with ``result`` (its result dict); ``name`` is the event it declares."""
+        t = self._last = _now(t)
+        result = result if isinstance(result, dict) else {}
+        facts = result_facts(result)
+        kept = {key: facts[key] for key in KEPT_FACTS if key in facts}
+        if kept:
+            self._facts.setdefault(host, {}).update(kept)
+        new = []
+        if isinstance(facts.get("site_plan"), dict):
+            self._plan_play = self._play
+            new += self._plan(facts["site_plan"], t)
+        started = self._started.pop((host, task_id), None)
+        member = self._member(host)
+        self._open(member)
+        if name in MARKED and member is not None:
+            new += self._marked(host, member, name, result, t if started is None else started, t)
+        self.events.extend(new)
+        return new
+
+    def failed(self, host, task_name, msg, task_id=None, ignore_errors=False, t=None):
+        """A task failed on ``host`` (or the host was unreachable): the first failure of an open node's turn."""
+        t = self._last = _now(t)
+        self._started.pop((host, task_id), None)
+        member = self._member(host)
+        if ignore_errors or member is None:
+            return []
+        self._open(member)
+        node = member["node"]
+        if node not in self._opened or node in self._ended:
+            return []
+        self._ended[node] = "failed"
+        new = [event(node, "failed", _guest(member), "%s: %s" % (task_name or "", "" if msg is None else msg), t)]
+        self.events.extend(new)
+        return new
+
+    # -- the rules
+
+    def _member(self, host):
+        """The host's entry of the plan's rolling members (with its node), None when it is none."""
+        member = (self.members or {}).get(host)
+        if not isinstance(member, dict) or member.get("node") in (None, ""):
+            return None
+        return dict(member, node=str(member["node"]))
+
+    def _open(self, member, marked=False):
+        """Open the member's node's turn: at its first marked event, or at any result in the rolling play."""
+        if member is None or (not marked and (self._rolling_play is None or self._play != self._rolling_play)):
+            return
+        node = member["node"]
+        if node not in self._opened and node not in self._ended:
+            self._opened.add(node)
+            self._batch.append(node)
+
+    def _plan(self, plan, t):
+        rolling = plan.get("rolling") if isinstance(plan.get("rolling"), dict) else {}
+        members = rolling.get("members") if isinstance(rolling.get("members"), dict) else {}
+        self.members = {str(host): member for host, member in members.items()}
+        if not to_bool(plan.get("ok")):
+            return []
+        new = []
+        for node, line in zip(plan.get("nodes") or [], plan.get("lines") or []):
+            name = node.get("name") if isinstance(node, dict) else None
+            if name in (None, "") or str(name) in self._planned or str(name) in self._opened:
+                continue
+            self._planned.add(str(name))
+            new.append(event(name, "plan", detail=line, t=t))
+        return new
+
+    def _marked(self, host, member, name, result, started, t):
+        node, guest = member["node"], _guest(member)
+        if node in self._ended or (name in GUEST_EVENTS and guest is None):
+            return []
+        self._open(member, marked=True)
+        if name == "host_reboot":
+            return [event(node, "host_reboot", guest, t=started), event(node, "host_up", guest, t=t)]
+        return [event(node, name, guest, self._detail(host, member, name, result), t)]
+
+    def _detail(self, host, member, name, result):
+        facts = self._facts.get(host, {})
+        report = facts.get("gpu_worker_report") if isinstance(facts.get("gpu_worker_report"), dict) else {}
+        if name == "host_change":
+            return "reboot required: %s" % to_bool(facts.get("proxmox_gpu_prep_reboot_required"))
+        if name in K8S_EVENTS:
+            return str(member.get("k8s_node") or "")
+        if name == "guest_stop":
+            return "shut down" if changed(result) else "was stopped already"
+        if name == "guest_start":
+            return "started" if changed(result) else "running already (onboot)"
+        if name == "vm_config":
+            steps = result.get("plan") if isinstance(result.get("plan"), list) else []
+            return ", ".join(str(step["action"]) for step in steps
+                             if isinstance(step, dict) and step.get("action") is not None) or "no change"
+        if name == "guest_verified":
+            return str(report.get("render_node") or "")
+        if name == "labels":
+            labels = report.get("labels")
+            return ", ".join(str(key) for key in labels) if isinstance(labels, dict) else ""
+        return ""
+
+    def _close(self):
+        nodes, t = self._batch, self._last
+        self._batch, self._last = [], None
+        if any(self._ended.get(node) == "failed" for node in nodes):
+            return []
+        new = []
+        for node in nodes:
+            if node not in self._ended:
+                self._ended[node] = "done"
+                new.append(event(node, "done", t=t))
+        self.events.extend(new)
+        return new

@@ -18,7 +18,7 @@ def _hostvars():
     return {
         "pve-1": {"ansible_facts": {"iommu": _facts()}, "proxmox_gpu_prep_group": "true"},
         "pve-2": {"ansible_facts": {}},
-        "k3s-agent-1": {"site_vm_report": VM_OK, "gpu_worker_report": WORKER_OK, "gpu_worker_node_name": "agent-1"},
+        "k3s-agent-1": {"gpu_vm_report": VM_OK, "gpu_worker_report": WORKER_OK, "gpu_worker_node_name": "agent-1"},
         "k3s-agent-2": {"gpu_worker_label_node": False},
     }
 

@@ -16,7 +16,7 @@ def _hostvars(fresh=("pve-1",)):
         host = "pve-%d" % i
         facts = _facts(driver="i915", cmdline=("quiet",)) if host in fresh else _facts()
         hv[host] = {"ansible_facts": {"iommu": facts}, "proxmox_gpu_prep_reboot": "true"}
-        hv["k3s-agent-%d" % i] = {"vm_id": 119 + i, "proxmox_node": host, "site_vm_plan": {"vmid": 119 + i, "plan": Q35}}
+        hv["k3s-agent-%d" % i] = {"vm_id": 119 + i, "proxmox_node": host, "gpu_vm_plan": {"vmid": 119 + i, "plan": Q35}}
     return hv
 
 
@@ -131,7 +131,7 @@ def test_only_the_nodes_the_run_touches_must_exist():
     for i in (1, 2, 3):
         hv["k3s-agent-%d" % i].update(gpu_vm_kubeconfig="/k3s.yaml", gpu_worker_kubeconfig="/k3s.yaml")
     # agent 2's VM is stopped (no drain), agent 1 runs but nothing changes on pve-1
-    hv["k3s-agent-1"]["site_vm_plan"] = {"vmid": 120, "plan": []}
+    hv["k3s-agent-1"]["gpu_vm_plan"] = {"vmid": 120, "plan": []}
     nodes = _nodes("k3s-agent-3")
     assert not FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), k8s_nodes=_nodes())["ok"]
     # no labels: only agent 3 is drained
@@ -165,3 +165,17 @@ def test_the_plan_names_the_deprecated_variable_and_honours_it(monkeypatch):
     hv["k3s-agent-1"]["gpu_vm_kubernetes_node"] = "k3s-agent-1"
     with pytest.raises(AnsibleFilterError, match="name different Kubernetes nodes"):
         FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster())
+
+
+def test_the_plan_decides_each_members_drain_by_the_rule_it_checks_nodes_with():
+    # the window drains exactly the nodes the plan checked: a stopping agent with a kubeconfig and gpu_vm_drain
+    hv = _hostvars()
+    for i in (1, 2, 3):
+        hv["k3s-agent-%d" % i]["gpu_vm_kubeconfig"] = "/k3s.yaml"
+    hv["k3s-agent-3"]["gpu_vm_drain"] = "false"
+    members = FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster())["rolling"]["members"]
+    # agent 1 stops with its rebooting host; agent 2's VM is stopped already; agent 3 may not be drained
+    assert [(h, members[h]["stop"], members[h]["drain"]) for h in ("k3s-agent-1", "k3s-agent-2", "k3s-agent-3")] == [
+        ("k3s-agent-1", True, True), ("k3s-agent-2", False, False), ("k3s-agent-3", True, False)]
+    del hv["k3s-agent-1"]["gpu_vm_kubeconfig"]
+    assert FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster())["rolling"]["members"]["k3s-agent-1"]["drain"] is False

@@ -348,7 +348,7 @@ def test_rolling_orders_each_node_then_its_agents_batch_by_batch():
     # a node without reboot: only the agent whose config changes stops
     assert (members["k3s-agent-2"]["stop"], members["k3s-agent-5"]["stop"]) == (False, True)
     assert members["k3s-agent-5"] == {"part": "agent", "vmid": 125, "k8s_node": "k3s-agent-5", "stop": True,
-                                      "vm_config": True, "node": "pve-2", "pve_node": "pve2", "batch": 1,
+                                      "drain": True, "vm_config": True, "node": "pve-2", "pve_node": "pve2", "batch": 1,
                                       "reboot": False, "window": True, "leader": False}
     assert members["k3s-agent-3"]["stop"] is False and members["k3s-agent-3"]["batch"] == 2
     # nothing stops on pve-3: no window, so no cluster checks after it
@@ -363,6 +363,17 @@ def test_rolling_without_the_host_in_the_inventory_holds_only_the_agents():
     assert rolling["members"]["k3s-agent-1"]["leader"] is True
     # an agent whose VM the plan could not read gets only its guest link, after every window
     assert rolling["members"]["k3s-agent-9"] == {"part": "agent", "vmid": None, "k8s_node": None, "stop": False,
-                                                 "vm_config": False, "node": "k3s-agent-9", "pve_node": None, "batch": 3,
+                                                 "drain": False, "vm_config": False, "node": "k3s-agent-9", "pve_node": None, "batch": 3,
                                                  "reboot": False, "window": False, "leader": True}
     assert fleet.rolling({"nodes": [], "batches": []})["serial"] == [1]
+
+
+def test_rolling_drains_only_the_agents_that_stop_and_may_be_drained():
+    # the plan decides the drain per member: it stops in this window and is one of drains (kubeconfig, gpu_vm_drain)
+    second = _node(2, reboot=False, plan=())
+    second["agents"].append({"vmid": 125, "name": "k3s-agent-5", "k8s_node": "k3s-agent-5", "status": "running",
+                             "plan": ["set_hostpci0"]})
+    result = fleet.plan([_node(1), second], _cluster())
+    members = fleet.rolling(result, hosts=["pve-1", "pve-2"], drains={"k3s-agent-1", "k3s-agent-2"})["members"]
+    assert [(h, members[h]["stop"], members[h]["drain"]) for h in ("k3s-agent-1", "k3s-agent-2", "k3s-agent-5")] == [
+        ("k3s-agent-1", True, True), ("k3s-agent-2", False, False), ("k3s-agent-5", True, False)]

@@ -149,28 +149,187 @@ def test_the_lab_prints_the_windows(tmp_path, monkeypatch, capsys):
     assert "timeline of the site run" in capsys.readouterr().out
 
 
-def test_append_from_several_writers_keeps_every_event(tmp_path):
-    import multiprocessing
+# ------------------------------------------------------------------------------------------------ recording a run
 
-    path = str(tmp_path / "timeline.json")
-
-    def write(index):
-        for number in range(10):
-            timeline.append(path, timeline.event("pve-%d" % index, "plan", detail="write %d" % number))
-
-    procs = [multiprocessing.Process(target=write, args=(i,)) for i in range(4)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(30)
-    loaded = timeline.load((tmp_path / "timeline.json").read_text(encoding="utf-8"))
-    assert len(loaded) == 40 and sorted({e["node"] for e in loaded}) == ["pve-0", "pve-1", "pve-2", "pve-3"]
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".timeline-")] == []
+MEMBERS = {
+    "pve-1": {"node": "pve-1", "part": "host", "vmid": None, "k8s_node": None},
+    "agent-1": {"node": "pve-1", "part": "agent", "vmid": 120, "k8s_node": "k3s-agent-1"},
+    "pve-2": {"node": "pve-2", "part": "host", "vmid": None, "k8s_node": None},
+    "agent-2": {"node": "pve-2", "part": "agent", "vmid": 121, "k8s_node": "k3s-agent-2"},
+}
+PLAN = {"ok": True, "nodes": [{"name": "pve-1"}, {"name": "pve-2"}],
+        "lines": ["pve-1: host reboots; VM 120 stops", "pve-2: VM 121 stops"], "rolling": {"members": MEMBERS}}
 
 
-def test_append_refuses_a_file_that_is_no_timeline(tmp_path):
-    path = tmp_path / "timeline.json"
-    path.write_text("[1, 2]")
-    with pytest.raises(ValueError, match="events"):
-        timeline.append(str(path), timeline.event("pve-1", "done"))
-    assert path.read_text() == "[1, 2]"
+def _planned():
+    rec = timeline.Recorder()
+    rec.play_start()
+    rec.ok("pve-1", {"ansible_facts": {"site_plan": PLAN}}, t=1)
+    rec.play_start()
+    return rec
+
+
+def _window(rec, host, agent, start, reboot=True):
+    """One node's window as site.yml's marked tasks report it, one second apart from ``start``."""
+    clock = iter(range(start, start + 100))
+    rec.ok(host, {"ansible_facts": {"proxmox_gpu_prep_reboot_required": "true" if reboot else False}}, t=next(clock))
+    rec.ok(host, {"changed": True}, "host_change", t=next(clock))
+    rec.ok(agent, {}, "guest_prepared", t=next(clock))
+    rec.ok(agent, {}, "cordon", t=next(clock))
+    rec.ok(agent, {}, "drain", t=next(clock))
+    rec.ok(agent, {"changed": True}, "guest_stop", t=next(clock))
+    rec.ok(agent, {"changed": True, "plan": [{"action": "machine q35"}, {"action": "hostpci0"}]}, "vm_config", t=next(clock))
+    if reboot:
+        rec.task_start(host, "reboot-" + host, "host_reboot", t=next(clock))
+        rec.ok(host, {"changed": True}, "host_reboot", "reboot-" + host, t=next(clock) + 0.5)
+    rec.ok(agent, {"changed": False}, "guest_start", t=next(clock))
+    rec.ok(agent, {}, "ready", t=next(clock))
+    rec.ok(agent, {"ansible_facts": {"gpu_worker_report": {"render_node": "/dev/dri/renderD128",
+                                                           "labels": {"gpu.intel.com/i915": "true", "gpu": "uhd630"}}}},
+           t=next(clock))
+    rec.ok(agent, {}, "guest_verified", t=next(clock))
+    rec.ok(agent, {}, "labels", t=next(clock))
+    rec.ok(agent, {}, "uncordon", t=next(clock))
+    rec.skipped(host, t=next(clock))
+    return next(clock) - 1
+
+
+def test_marker_is_the_literal_event_of_a_timeline_event_variable():
+    assert timeline.marker({"gpu_vm_timeline_event": "guest_stop", "other": "cordon"}) == "guest_stop"
+    assert timeline.marker({"proxmox_gpu_prep_timeline_event": "host_change"}) == "host_change"
+    # unknown names, non-strings, templates and the run's own events declare nothing
+    for value in ("reboot", 3, None, ["cordon"], "{{ x }}", "plan", "done", "failed"):
+        assert timeline.marker({"x_timeline_event": value}) is None
+    assert timeline.marker({"timeline_event_x": "cordon"}) is None
+    assert timeline.marker(None) is None and timeline.marker("guest_stop") is None
+    # two declarations: the first by variable name
+    assert timeline.marker({"b_timeline_event": "drain", "a_timeline_event": "cordon"}) == "cordon"
+    # the import_tasks statements a task was imported by, nearest first; the task's own declaration first
+    assert timeline.marker({}, [{"x": 1}, {"gpu_vm_timeline_event": "vm_config"}]) == "vm_config"
+    assert timeline.marker({"a_timeline_event": "drain"}, [{"gpu_vm_timeline_event": "vm_config"}]) == "drain"
+    assert timeline.marker(None, [None, {"a_timeline_event": "nope"}]) is None
+
+
+def test_to_bool_reads_booleans_as_strings():
+    assert [timeline.to_bool(v) for v in (True, "True", "yes", "1", 1, "on")] == [True] * 6
+    assert [timeline.to_bool(v) for v in (False, "False", "no", "0", 0, "", None)] == [False] * 7
+    assert timeline.to_bool(None, True) is True
+
+
+def test_the_plan_records_one_event_per_node_once():
+    rec = timeline.Recorder()
+    assert rec.ok("pve-1", {"ansible_facts": {"other": 1}}, t=0.5) == [] and rec.members is None
+    first = rec.ok("pve-1", {"ansible_facts": {"site_plan": PLAN}}, t=1)
+    assert [(e["node"], e["event"], e["detail"], e["t"]) for e in first] == [
+        ("pve-1", "plan", "pve-1: host reboots; VM 120 stops", 1.0), ("pve-2", "plan", "pve-2: VM 121 stops", 1.0)]
+    # set on every host, or read again: the latest members win, the plan events stay one per node
+    moved = dict(PLAN, rolling={"members": {"agent-9": dict(MEMBERS["agent-1"], vmid=129)}})
+    assert rec.ok("pve-2", {"ansible_facts": {"site_plan": moved}}, t=2) == []
+    assert rec.members == moved["rolling"]["members"]
+    assert rec.ok("agent-1", {}, "cordon", t=3) == []
+    assert [e["guest"] for e in rec.ok("agent-9", {}, "cordon", t=4)] == [129]
+    # a plan that refused records no plan event; a loop's items set facts too
+    refused = timeline.Recorder()
+    assert refused.ok("pve-1", {"results": [{"ansible_facts": {"site_plan": dict(PLAN, ok="false")}}]}, t=1) == []
+    assert refused.members == MEMBERS and refused.events == []
+
+
+def test_two_batches_keep_every_rule():
+    rec = _planned()
+    last = _window(rec, "pve-1", "agent-1", 10)
+    done = rec.play_start()
+    assert [(e["node"], e["event"], e["t"]) for e in done] == [("pve-1", "done", float(last))]
+    # a later play touching a node that is done records nothing for it
+    assert rec.ok("agent-1", {}, "labels", t=40) == []
+    last = _window(rec, "pve-2", "agent-2", 50, reboot=False)
+    assert [e["event"] for e in rec.stats()] == ["done"]
+    assert rec.stats() == []
+    assert timeline.validate(rec.events, agents=[120, 121]) == []
+    one = [(e["event"], e["guest"], e["detail"]) for e in rec.events if e["node"] == "pve-1"]
+    assert one == [
+        ("plan", None, "pve-1: host reboots; VM 120 stops"),
+        ("host_change", None, "reboot required: True"),
+        ("guest_prepared", 120, ""),
+        ("cordon", 120, "k3s-agent-1"),
+        ("drain", 120, "k3s-agent-1"),
+        ("guest_stop", 120, "shut down"),
+        ("vm_config", 120, "machine q35, hostpci0"),
+        ("host_reboot", None, ""),
+        ("host_up", None, ""),
+        ("guest_start", 120, "running already (onboot)"),
+        ("ready", 120, "k3s-agent-1"),
+        ("guest_verified", 120, "/dev/dri/renderD128"),
+        ("labels", 120, "gpu.intel.com/i915, gpu"),
+        ("uncordon", 120, "k3s-agent-1"),
+        ("done", None, ""),
+    ]
+    reboot = {e["event"]: e["t"] for e in rec.events if e["node"] == "pve-1"}
+    # the reboot from the task's start to its end
+    assert (reboot["vm_config"], reboot["host_reboot"], reboot["host_up"]) == (16.0, 17.0, 18.5)
+    two = [e for e in rec.events if e["node"] == "pve-2"]
+    assert two[1]["detail"] == "reboot required: False" and "host_reboot" not in [e["event"] for e in two]
+    assert two[-1]["t"] == float(last)
+    windows = {w["node"]: w for w in timeline.windows(rec.events)}
+    assert windows["pve-1"]["reboot"] and windows["pve-1"]["status"] == "done"
+
+
+def test_details_from_defaults():
+    rec = _planned()
+    rec.ok("pve-1", {}, "host_change", t=2)
+    rec.ok("agent-1", {}, "vm_config", t=3)
+    rec.ok("agent-1", {"plan": []}, "vm_config", t=3.5)
+    rec.ok("agent-1", {"changed": False}, "guest_stop", t=4)
+    rec.ok("agent-1", {"results": [{"changed": False}, {"changed": True}]}, "guest_start", t=5)
+    rec.ok("agent-1", {}, "guest_verified", t=6)
+    rec.ok("agent-1", {}, "labels", t=7)
+    assert [e["detail"] for e in rec.events[2:]] == ["reboot required: False", "no change", "no change",
+                                                     "was stopped already", "started", "", ""]
+
+
+def test_a_failure_ends_its_node_once_and_the_batch_is_not_done():
+    rec = _planned()
+    _window(rec, "pve-1", "agent-1", 10)
+    rec.play_start()
+    # ignored errors and failures before the node's turn record nothing
+    assert rec.failed("agent-2", "Probe", "no answer", ignore_errors=True, t=49) == []
+    assert rec.failed("agent-2", "Install the guest's packages", "apt failed", t=49.5) == []
+    for name, t in (("host_change", 50), ("cordon", 51), ("drain", 52)):
+        rec.ok("pve-2" if name == "host_change" else "agent-2", {}, name, t=t)
+    rec.ok("agent-2", {"changed": True}, "guest_stop", t=53)
+    failed = rec.failed("agent-2", "Write the agent VM's config", "PUT refused", t=54)
+    assert [(e["node"], e["event"], e["guest"], e["detail"]) for e in failed] == [
+        ("pve-2", "failed", 121, "Write the agent VM's config: PUT refused")]
+    # the rescue fails again, the host fails too, a later marker: nothing more for the node
+    assert rec.failed("agent-2", "Start the agent VM this window stopped", "boom", t=55) == []
+    assert rec.failed("pve-2", "Reboot", None, t=56) == []
+    assert rec.ok("agent-2", {"changed": True}, "guest_start", t=57) == []
+    assert rec.stats() == []
+    assert [e["event"] for e in rec.events if e["node"] == "pve-2"][-1] == "failed"
+    assert timeline.validate(rec.events) == []
+    # a host failure records no guest
+    other = _planned()
+    other.ok("pve-1", {}, "host_change", t=2)
+    assert [(e["guest"], e["detail"]) for e in other.failed("pve-1", "Reboot", "timed out", t=3)] == [(None, "Reboot: timed out")]
+
+
+def test_one_failed_node_leaves_its_batch_mates_open():
+    rec = _planned()
+    rec.ok("pve-1", {}, "host_change", t=2)
+    rec.ok("pve-2", {}, "host_change", t=3)
+    rec.failed("pve-2", "Prepare", "refused", t=4)
+    assert rec.play_start() == [] and rec.stats() == []
+    assert [e["event"] for e in rec.events if e["node"] == "pve-1"] == ["plan", "host_change"]
+
+
+def test_who_counts():
+    rec = timeline.Recorder()
+    # before the plan nothing counts
+    assert rec.ok("agent-1", {}, "cordon", t=0.5) == [] and rec.failed("agent-1", "t", "m", t=0.6) == []
+    rec = _planned()
+    # a host the plan does not roll, an undeclared task, a guest event without a guest
+    assert rec.ok("controller", {}, "cordon", t=2) == []
+    assert rec.ok("agent-1", {"changed": True}, None, t=3) == []
+    rec.members["agent-1"] = dict(MEMBERS["agent-1"], vmid=None)
+    assert rec.ok("agent-1", {}, "guest_stop", t=4) == []
+    assert rec.failed("controller", "t", "m", t=5) == []
+    assert rec.play_start() == [] and [e["event"] for e in rec.events] == ["plan", "plan"]

@@ -147,7 +147,6 @@ def base_args(name, sim, root, option=None):
         "pve_vm_info": dict(pve, vmid=120),
         "pve_vm_power": dict(pve, vmid=120),
         "pve_vm_q35": dict(pve, vmid=120, hostpci=[{"host": "0000:00:02.0"}]),
-        "timeline_event": {"path": os.path.join(tmp, "timeline.json"), "event": "plan"},
         "transcode_probe": {"ffmpeg_path": os.path.join(tmp, "ffmpeg"), "scenarios": ["h264_1080p"], "paths": ["cpu"]},
         "vainfo_facts": {"dri_dir": str(root / "dev/dri"), "sysfs_dir": str(root / "sys")},
         "vfio_bind": {"root": str(root), "devices": ["0000:00:02.0"]},
@@ -199,8 +198,8 @@ def assert_refused_untouched(capsys, sim, root, name, args, shown):
 def test_every_number_option_of_every_module_is_swept():
     swept = {(p.values[0], p.values[1]) for p in number_cases()}
     assert {("pve_vm_power", "shutdown_timeout"), ("pve_vm_q35", "hostpci.slot"), ("pve_hostpci", "slot"),
-            ("pve_cluster_info", "api_port"), ("timeline_event", "guest"), ("transcode_probe", "frames")} <= swept
-    assert {name for name, _option in swept} >= set(PVE_MODULES) | {"timeline_event", "transcode_probe"}
+            ("pve_cluster_info", "api_port"), ("transcode_probe", "frames")} <= swept
+    assert {name for name, _option in swept} >= set(PVE_MODULES) | {"transcode_probe"}
 
 
 @pytest.mark.parametrize(("name", "option", "value"), number_cases())
