@@ -8,7 +8,7 @@
   python bench/rolling.py --timeline PATH          # step durations taken from a timeline site.yml wrote
 
 A simulated fleet: every node carries one k3s agent VM, every host needs the vfio binding and a reboot, every VM a
-config change. Both chains are laid out as timelines of plugins/module_utils/timeline.py from the same step
+config change. Both chains are laid out as timelines of plugins/module_utils/chain/timeline.py from the same step
 durations, then judged by the same code site.yml's users get: timeline.validate (the rolling promise), timeline.windows
 (per-node downtime) and fleet.max_batch (how many nodes quorum lets reboot together). Not a test; it prints figures.
 """
@@ -16,7 +16,6 @@ durations, then judged by the same code site.yml's users get: timeline.validate 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -24,15 +23,12 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location("bench_" + name, os.path.join(REPO, "plugins", "module_utils", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# the collection's code, imported from this tree (tools/collection_tree.py)
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import collection_tree  # noqa: E402  pylint: disable=wrong-import-position
 
-
-timeline = _load("timeline")
-fleet = _load("fleet")
+collection_tree.importable()
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import fleet, timeline  # noqa: E402  pylint: disable=wrong-import-position
 
 # seconds per step; the defaults are of the order a lab run shows (lab/chain prints its own timeline)
 DEFAULTS = {"host_change": 60.0, "guest_prepared": 30.0, "drain": 10.0, "guest_stop": 20.0, "vm_config": 2.0,

@@ -42,6 +42,13 @@ import urllib.request
 
 LAB_DIR = os.path.dirname(os.path.realpath(__file__))
 REPO_DIR = os.path.dirname(LAB_DIR)
+# the collection's code, imported from this tree (tools/collection_tree.py)
+sys.path.insert(0, os.path.join(REPO_DIR, "tools"))
+import collection_tree  # noqa: E402  pylint: disable=wrong-import-position
+
+collection_tree.importable()
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import timeline  # noqa: E402  pylint: disable=wrong-import-position
+
 CACHE_DIR = os.environ.get("LAB_CACHE") or os.path.join(REPO_DIR, ".cache", "lab")
 CHAIN_DIR = os.path.join(CACHE_DIR, "chain")
 LOG_DIR = os.path.join(CHAIN_DIR, "logs")
@@ -568,7 +575,7 @@ def timeline_events(name: str) -> list[dict]:
     if not os.path.exists(path):
         return []
     with open(path, encoding="utf-8") as fh:
-        return timeline_module().load(fh.read())
+        return timeline.load(fh.read())
 
 
 def window_link(events: list[dict]) -> dict | None:
@@ -576,7 +583,7 @@ def window_link(events: list[dict]) -> dict | None:
     host reboot; the window's seconds."""
     if not events:
         return None
-    tl = timeline_module()
+    tl = timeline
     problems = tl.validate(events, agents=[VMID])
     order = [e["event"] for e in events if e.get("node") == HOST_VM and e["event"] != "plan"]
 
@@ -604,23 +611,12 @@ def timeline_path(name: str) -> str:
     return os.path.join(CHAIN_DIR, f"site-timeline-{name}.json")
 
 
-def timeline_module():
-    """plugins/module_utils/timeline.py of this tree (standard library only), without the collection's package."""
-    import importlib.util  # pylint: disable=import-outside-toplevel
-
-    spec = importlib.util.spec_from_file_location("chain_timeline", os.path.join(REPO_DIR, "plugins", "module_utils", "timeline.py"))
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
 def print_timeline(name: str) -> list[str]:
     """The downtime windows per node of one site.yml run, printed; [] when the run wrote no timeline."""
     path = timeline_path(name)
     if not os.path.exists(path):
         return []
-    tl = timeline_module()
+    tl = timeline
     with open(path, encoding="utf-8") as handle:
         events = tl.load(handle.read())
     lines = tl.window_lines(events)

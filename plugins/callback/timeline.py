@@ -2,7 +2,7 @@
 # Copyright (c) 2026 homelab.gpu_passthrough maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The callback homelab.gpu_passthrough.timeline: what a run reports, fed to module_utils/timeline.py's Recorder,
+"""The callback homelab.gpu_passthrough.timeline: what a run reports, fed to module_utils/chain/timeline.py's Recorder,
 written to the timeline file."""
 
 # the documentation comes before the imports, as ansible-test expects
@@ -20,7 +20,7 @@ author: homelab.gpu_passthrough maintainers (@homelab-gpu-passthrough)
 description:
   - Records what the rolling chain of C(playbooks/site.yml) does on which node and when, and writes it as a JSON
     object whose C(events) list holds C(t) (epoch seconds), C(node), C(guest), C(event) and C(detail) per event
-    (C(plugins/module_utils/timeline.py) documents the events and their rules; C(lab/chain) prints the downtime
+    (C(plugins/module_utils/chain/timeline.py) documents the events and their rules; C(lab/chain) prints the downtime
     windows they show).
   - The fleet plan is read from the C(site_plan) fact when a task sets it; when the plan is ok, one C(plan) event per
     node is recorded.
@@ -67,7 +67,7 @@ import weakref
 from ansible import context
 from ansible.playbook.task_include import TaskInclude
 from ansible.plugins.callback import CallbackBase
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import timeline
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import timeline
 
 IMPORT_TASKS = ("import_tasks", "ansible.builtin.import_tasks", "ansible.legacy.import_tasks")
 

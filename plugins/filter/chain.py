@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import k8s_node
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.diagnosis import diagnose
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import k8s_node
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.diagnosis import diagnose
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.links import (
     chain_summary as _chain_summary,
 )

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from ansible.errors import AnsibleFilterError
 from ansible_collections.homelab.gpu_passthrough.plugins.filter.chain import _diagnosis, _plain
 from ansible_collections.homelab.gpu_passthrough.plugins.filter.k8s_node import resolve as _k8s_node
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import fleet
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import fleet
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.links import to_bool
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import (
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.verdict import (
     diagnose,
     node_labels,
 )

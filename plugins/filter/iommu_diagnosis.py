@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.diagnosis import (
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.diagnosis import (
     diagnose,
     format_lines,
     summarize,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 from ansible.utils.display import Display
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import k8s_node
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import k8s_node
 
 display = Display()
 

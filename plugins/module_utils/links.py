@@ -31,7 +31,7 @@ LINKS = (
 BY_ID = {link.id: link for link in LINKS}
 IDS = tuple(link.id for link in LINKS)
 
-# The diagnosis' names (plugins/module_utils/diagnosis.py) that make up each host link of the summary.
+# The diagnosis' names (plugins/module_utils/host/diagnosis.py) that make up each host link of the summary.
 HOST_PARTS = (
     ("firmware", ("firmware", "iommu")),
     ("cmdline", ("cmdline",)),

@@ -127,14 +127,14 @@ files:
 import os
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.apt_sources import (
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.apt_sources import (
     add_components,
     default_components,
     release_facts,
     validate_components,
 )
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host_files import confine, read_for_edit, read_lenient, write_atomic
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.files import confine, read_for_edit, read_lenient, write_atomic
 
 DEB822_DEFAULTS = {
     "debian": "/etc/apt/sources.list.d/debian.sources",

@@ -160,9 +160,9 @@ import os
 import tempfile
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.boot_entry import judge, read_boot_entries, under
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.kernel_cmdline import validate_args
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.boot_entry import judge, read_boot_entries, under
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.cmdline import validate_args
 
 
 def esp_opener(module, root):

@@ -183,7 +183,7 @@ ansible_facts:
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pci import dmesg_verdict, scan
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.pci import dmesg_verdict, scan
 
 
 def read_dmesg(module, vendor):

@@ -208,14 +208,7 @@ import os
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host_files import (
-    check_writable,
-    confine,
-    read_for_edit,
-    read_lenient,
-    write_atomic,
-)
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.kernel_cmdline import (
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.cmdline import (
     carries,
     check_quotes,
     detect_bootloader,
@@ -228,6 +221,13 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.kernel_cmd
     validate_args,
     validate_grub_variable,
     write_grub,
+)
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.files import (
+    check_writable,
+    confine,
+    read_for_edit,
+    read_lenient,
+    write_atomic,
 )
 
 # Arguments that only make sense with a value: true here is YAML turning an unquoted on into a boolean.

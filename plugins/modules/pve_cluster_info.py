@@ -139,7 +139,7 @@ guests:
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import (
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import (
     AUTH_ARGUMENT_SPEC,
     AUTH_EMPTY_MEANS_DEFAULT,
     AUTH_MUTUALLY_EXCLUSIVE,
@@ -148,7 +148,7 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import
     AUTH_REQUIRED_TOGETHER,
     session_from_module,
 )
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve_cluster import read_cluster
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.cluster import read_cluster
 
 
 def main():

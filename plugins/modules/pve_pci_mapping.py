@@ -134,9 +134,10 @@ mapping:
       - node=pve1,path=0000:00:02.0,id=8086:3e92,subsystem-id=17aa:3136,iommugroup=1
 """
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks, pci_mapping
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import (
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import pci_mapping
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import (
     AUTH_ARGUMENT_SPEC,
     AUTH_EMPTY_MEANS_DEFAULT,
     AUTH_MUTUALLY_EXCLUSIVE,

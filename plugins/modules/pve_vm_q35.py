@@ -364,9 +364,10 @@ node:
   sample: pve1
 """
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks, pve_vm
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import (
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import vm as pve_vm
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import (
     AUTH_ARGUMENT_SPEC,
     AUTH_EMPTY_MEANS_DEFAULT,
     AUTH_MUTUALLY_EXCLUSIVE,

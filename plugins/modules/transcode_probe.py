@@ -164,7 +164,7 @@ commands:
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.transcode import PATHS, SCENARIOS, run_probe
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.transcode import PATHS, SCENARIOS, run_probe
 
 
 def main():

@@ -192,8 +192,8 @@ import re
 import stat
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import gpu_facts
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.vainfo import parse
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.vainfo import parse
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.verdict import gpu_facts
 
 HINT_NO_RENDER_NODE = "no render node: the VM has no GPU — check hostpci in the VM config and `lspci` in the guest"
 HINT_NO_VAINFO = "install the `vainfo` package"

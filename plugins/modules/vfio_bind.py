@@ -166,8 +166,8 @@ import os
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host_files import check_writable, confine, read_for_edit, read_lenient, write_atomic
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pci import (
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.files import check_writable, confine, read_for_edit, read_lenient, write_atomic
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.pci import (
     VFIO_DRIVER,
     bind_to_vfio,
     current_driver,

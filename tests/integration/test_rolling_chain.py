@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import timeline
 from installed_collection import skip_unless_installed
 from pvesim.fixture import running_simulator
 
@@ -271,16 +272,6 @@ def test_refusals_before_any_change(sim, fleet, case):
 
 
 # ------------------------------------------------------------------ the rolling chain, node by node
-def _timeline(path):
-    """The timeline module of this tree (standard library only) and the events of the file at ``path``."""
-    import importlib.util  # pylint: disable=import-outside-toplevel
-
-    spec = importlib.util.spec_from_file_location("rolling_timeline", os.path.join(REPO, "plugins", "module_utils", "timeline.py"))
-    timeline = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(timeline)
-    return timeline, timeline.load(path.read_text())
-
-
 def _per_node(events):
     found = {}
     for item in events:
@@ -301,7 +292,7 @@ def test_node_by_node_one_window_each_then_no_change(sim, fleet):
     path = fleet["tmp"] / "timeline.json"
     rc, output = site(fleet, "--skip-tags", "guest", "-e", "site_timeline_file=%s" % path)
     assert rc == 0, output
-    timeline, events = _timeline(path)
+    events = timeline.load(path.read_text())
     # the order of a window, no node before the last one is done, one stop and one start per stopped agent
     assert timeline.validate(events, agents=[120, 122]) == [], events
     assert _per_node(events) == {
@@ -329,7 +320,7 @@ def test_node_by_node_one_window_each_then_no_change(sim, fleet):
     again = fleet["tmp"] / "again.json"
     rc, output = site(fleet, "--skip-tags", "guest", "-e", "site_timeline_file=%s" % again)
     assert rc == 0, output
-    _timeline_module, events = _timeline(again)
+    events = timeline.load(again.read_text())
     assert _per_node(events) == {"pve1": ["host_change", "done"], "pve2": ["host_change", "done"],
                                  "pve3": ["host_change", "done"]}
     assert sim.counters()["writes_without_auth"] == 0
@@ -346,7 +337,7 @@ def test_a_failure_on_node_2_leaves_node_3_untouched_and_a_rerun_finishes(sim, f
     assert rc != 0, output
     assert "The rolling chain stopped on node pve2 (batch 2)" in output, output
     assert "nodes already done make no change" in output
-    timeline, events = _timeline(path)
+    events = timeline.load(path.read_text())
     nodes = _per_node(events)
     assert nodes["pve1"][-1] == "done" and nodes["pve2"][-1] == "failed" and "pve3" not in nodes, nodes
     assert nodes["pve2"][:4] == ["host_change", "cordon", "drain", "guest_stop"]
@@ -361,7 +352,7 @@ def test_a_failure_on_node_2_leaves_node_3_untouched_and_a_rerun_finishes(sim, f
     again = fleet["tmp"] / "again.json"
     rc, output = site(fleet, "--skip-tags", "guest", "-e", "site_timeline_file=%s" % again)
     assert rc == 0, output
-    _timeline_module, events = _timeline(again)
+    events = timeline.load(again.read_text())
     nodes = _per_node(events)
     # node 1 is done: no window, no reboot; node 2 finishes (its node was left cordoned and is drained again)
     assert nodes["pve1"] == ["host_change", "done"], nodes
@@ -384,7 +375,7 @@ def test_a_host_preparation_refusal_stops_the_run_before_the_window(sim, fleet):
     assert rc != 0, output
     assert 'The rolling chain stopped on node pve1 (batch 1), at "Fail when the test asks for it" on pve1' in output, output
     assert "was started again" not in output and "stays cordoned" not in output, output
-    _timeline_module, events = _timeline(path)
+    events = timeline.load(path.read_text())
     nodes = _per_node(events)
     assert nodes == {"pve1": ["failed"]}, nodes
     # zero power actions and zero writes: every VM runs as before, no node was cordoned or drained
@@ -452,7 +443,7 @@ def test_the_one_variable_names_the_node_drained_labelled_and_uncordoned(sim, tm
         for decoy in DECOYS:
             assert "gpu" not in nodes[decoy]["metadata"]["labels"] and not nodes[decoy]["spec"].get("unschedulable")
         assert "DEPRECATION" not in output, output
-        timeline, events = _timeline(path)
+        events = timeline.load(path.read_text())
         assert [e["detail"] for e in events if e["event"] == "cordon"] == [NODE_OF["k3s-agent-1"], NODE_OF["k3s-agent-3"]]
         assert timeline.validate(events, agents=[120, 122]) == [], events
 

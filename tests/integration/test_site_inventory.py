@@ -98,7 +98,7 @@ def test_syntax():
     site("--syntax-check")
 
 
-# the rolling play's steps, in the order of a node's window (plugins/module_utils/timeline.py)
+# the rolling play's steps, in the order of a node's window (plugins/module_utils/chain/timeline.py)
 # the host's preparation and the guest's packages first, while the agents serve; then the window
 WINDOW = ["Prepare the Proxmox host (command line, vfio, initramfs, boot entry read back)",
           "Install the guest's packages while the agent serves",

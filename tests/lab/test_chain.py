@@ -105,7 +105,7 @@ def test_links_judge_the_expected_va_api_diagnosis():
 
 
 def test_window_link_judges_the_lab_timeline():
-    tl = chain.timeline_module()
+    tl = chain.timeline
     steps = ["host_change", "guest_prepared", "cordon", "drain", "guest_stop", "vm_config", "host_reboot", "host_up",
              "guest_start", "ready", "guest_verified", "labels", "uncordon", "done"]
     guest = {"guest_prepared", "cordon", "drain", "guest_stop", "vm_config", "guest_start", "ready", "guest_verified",

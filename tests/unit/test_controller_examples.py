@@ -11,7 +11,7 @@ import re
 
 import pytest
 import yaml
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pve
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import client as pve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(ROOT, "examples", "controller")

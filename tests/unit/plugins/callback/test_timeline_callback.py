@@ -24,7 +24,7 @@ from ansible.playbook.block import Block
 from ansible.playbook.task import Task
 from ansible.playbook.task_include import TaskInclude
 from ansible_collections.homelab.gpu_passthrough.plugins.callback import timeline as callback
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import timeline
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import timeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 SHIM = os.path.join(ROOT, "playbooks", "callback_plugins", "site_timeline.py")

@@ -4,8 +4,8 @@
 """apt_sources: components added to the distribution's entries of the running release, in both formats, once."""
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import apt_sources
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import apt_sources
 
 DEBIAN = ["non-free", "non-free-firmware"]
 

@@ -6,7 +6,7 @@
 import os
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import boot_entry as be
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host import boot_entry as be
 
 BOOT = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "boot")
 WANTED = {"intel_iommu": "on", "iommu": "pt"}

@@ -3,7 +3,7 @@
 import copy
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import diagnosis
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host import diagnosis
 
 ORDER = ["firmware", "cmdline", "iommu", "groups", "isolation", "binding"]
 GPU = "0000:00:02.0"

@@ -3,7 +3,7 @@
 import copy
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import fleet
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import fleet
 
 
 def _node(index, reboot=True, plan=("set_machine",), status="running", others=()):
@@ -291,7 +291,7 @@ def test_every_refusal_at_once_and_the_input_untouched():
 
 # ---------------------------------------------------------------- host plan from the diagnosis
 def _diagnosis(**state):
-    from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import diagnosis
+    from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host import diagnosis
     from test_diagnosis import HEALTHY, NO_IOMMU, _change, _set_driver
 
     cases = {

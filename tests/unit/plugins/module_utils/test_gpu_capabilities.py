@@ -6,8 +6,8 @@
 import os
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import gpu_capabilities as caps_mod
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.vainfo import parse
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import capabilities as caps_mod
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.vainfo import parse
 
 FIXTURES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "vainfo"))
 

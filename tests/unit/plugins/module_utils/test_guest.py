@@ -7,8 +7,8 @@ import os
 
 import pytest
 import sysfs_builder
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import guest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.vainfo import parse
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import verdict as guest
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.vainfo import parse
 
 FIXTURES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "vainfo"))
 NODE = "/dev/dri/renderD128"

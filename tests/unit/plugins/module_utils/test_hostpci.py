@@ -6,8 +6,8 @@
 import os
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import hostpci
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import hostpci
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures")
 

@@ -1,7 +1,7 @@
 """k8s_node: the one rule naming an agent's Kubernetes node (plan, drain, labels, uncordon)."""
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import k8s_node
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import k8s_node
 
 HOST = "k3s-agent-1"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import kernel_cmdline as kc
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host import cmdline as kc
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "fixtures", "cmdline")
 

@@ -3,7 +3,8 @@
 import copy
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import diagnosis, links
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import links
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host import diagnosis
 from test_diagnosis import GPU, HEALTHY, NO_IOMMU, _change, _set_driver
 
 AGENT = "k3s-agent-1"

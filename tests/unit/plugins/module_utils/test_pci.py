@@ -7,8 +7,8 @@ import os
 import re
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pci
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host import pci
 from ansible_collections.homelab.gpu_passthrough.tests.unit.conftest import FIXTURES
 from ansible_collections.homelab.gpu_passthrough.tests.unit.sysfs_builder import build_root, parse_listing
 

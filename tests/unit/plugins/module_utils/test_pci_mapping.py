@@ -4,8 +4,8 @@
 """pci_mapping: map entries from a node's device list, and converge over a recording fake session."""
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pci_mapping
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import pci_mapping
 
 # GET /nodes/pve1/hardware/pci rows (pve-manager PVE/API2/Hardware/PCI.pm), an M920q's iGPU and audio
 DEVICES = [

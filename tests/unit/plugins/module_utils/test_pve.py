@@ -12,8 +12,8 @@ _TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pve  # noqa: E402
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError  # noqa: E402
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import client as pve  # noqa: E402
 from pvesim.fixture import running_simulator  # noqa: E402
 
 VM = {

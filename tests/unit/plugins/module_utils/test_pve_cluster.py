@@ -1,6 +1,7 @@
 """pve_cluster: cluster status, votes, HA resources and guests from API rows; the read over a recording session."""
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import fleet, pve_cluster
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import fleet
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import cluster as pve_cluster
 
 STATUS = [
     {"type": "cluster", "id": "cluster", "name": "homelab", "nodes": 3, "quorate": 1, "version": 7},

@@ -6,8 +6,9 @@
 import os
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import hostpci, pve_config
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import config as pve_config
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import hostpci
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "qm")
 

@@ -7,9 +7,9 @@ before every input is proven."""
 import copy
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pve_vm
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve_config import config_from_pending
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import vm as pve_vm
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.config import config_from_pending
 
 # VM 120 as Terraform left a k3s agent: i440fx, SeaBIOS, running on pve1
 K3S = {

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import timeline
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import timeline
 
 FULL = ["host_change", "guest_prepared", "cordon", "drain", "guest_stop", "vm_config", "host_reboot", "host_up",
         "guest_start", "ready", "guest_verified", "labels", "uncordon", "done"]
@@ -208,12 +208,6 @@ def test_marker_is_the_literal_event_of_a_timeline_event_variable():
     assert timeline.marker({}, [{"x": 1}, {"gpu_vm_timeline_event": "vm_config"}]) == "vm_config"
     assert timeline.marker({"a_timeline_event": "drain"}, [{"gpu_vm_timeline_event": "vm_config"}]) == "drain"
     assert timeline.marker(None, [None, {"a_timeline_event": "nope"}]) is None
-
-
-def test_to_bool_reads_booleans_as_strings():
-    assert [timeline.to_bool(v) for v in (True, "True", "yes", "1", 1, "on")] == [True] * 6
-    assert [timeline.to_bool(v) for v in (False, "False", "no", "0", 0, "", None)] == [False] * 7
-    assert timeline.to_bool(None, True) is True
 
 
 def test_the_plan_records_one_event_per_node_once():

@@ -7,8 +7,8 @@ constructed VA-API successes; see fixtures/SOURCES.md), capacity, commands, and 
 import os
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import transcode
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import transcode
 
 FIXTURES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "ffmpeg"))
 

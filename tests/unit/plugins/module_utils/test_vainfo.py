@@ -8,7 +8,7 @@ import os
 import random
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.vainfo import codec_report, parse
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.vainfo import codec_report, parse
 
 FIXTURE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "vainfo")
 

@@ -7,8 +7,9 @@ import os
 from urllib.parse import quote
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import hostpci, vm_plan
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import hostpci
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import plan as vm_plan
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures")
 

@@ -4,8 +4,8 @@
 """vm_recreate: what is left to do given what exists, marks that survive the destroy, and the backup guard."""
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import vm_recreate
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import recreate as vm_recreate
 
 MAC = "BC:24:11:5A:7E:01"
 DIGEST = "2c8a1f0e9d7b6a5c4e3d2b1a0f9e8d7c6b5a4f3e"

@@ -159,7 +159,7 @@ def test_paths_outside_root_are_refused(tmp_path, capsys):
 
 
 def test_write_failure_leaves_no_temp_file(tmp_path, capsys, monkeypatch):
-    from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import host_files
+    from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host import files as host_files
 
     args = _tree(tmp_path, BOOKWORM, sources_list=BOOKWORM_LIST)
 

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import host_files
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host import files as host_files
 from ansible_collections.homelab.gpu_passthrough.plugins.modules import kernel_cmdline as module
 from ansible_collections.homelab.gpu_passthrough.tests.unit.plugins.modules.module_runner import run_module
 

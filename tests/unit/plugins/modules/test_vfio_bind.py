@@ -6,7 +6,7 @@
 import os
 
 import pytest
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pci import MANAGED_HEADER
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.pci import MANAGED_HEADER
 from ansible_collections.homelab.gpu_passthrough.plugins.modules import vfio_bind
 from ansible_collections.homelab.gpu_passthrough.tests.unit.conftest import FIXTURES
 from ansible_collections.homelab.gpu_passthrough.tests.unit.plugins.modules.module_runner import run_module
@@ -303,7 +303,7 @@ def test_conf_path_directory_is_refused(capsys, alderlake):
 
 
 def test_failed_write_leaves_no_temp_file_and_no_backup(capsys, alderlake, monkeypatch):
-    from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import host_files
+    from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host import files as host_files
 
     os.makedirs(os.path.join(alderlake, "etc", "modprobe.d"), exist_ok=True)
     with open(os.path.join(alderlake, CONF), "w") as handle:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.vm_plan import NIC_MODELS, parse_net
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.plan import NIC_MODELS, parse_net
 
 MARK = "pve_vm_q35"
 _NOTES_RE = re.compile(r"^%s recreate of VM (\d+):(.*)$" % MARK)

@@ -34,7 +34,7 @@ from urllib.parse import unquote
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pci_ids
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve_config import is_i440fx, is_q35, parse_bool, slot_sort_key
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.config import is_i440fx, is_q35, parse_bool, slot_sort_key
 
 # qemu-server: src/PVE/QemuServer/PCI.pm $MAX_HOSTPCI_DEVICES
 MAX_HOSTPCI_DEVICES = 16

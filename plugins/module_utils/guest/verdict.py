@@ -21,8 +21,9 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import gpu_capabilities, links
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.vainfo import (
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import links
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import capabilities as gpu_capabilities
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.vainfo import (
     CAPABILITIES,
     DEFAULT_REQUIRED,
     codec_report,

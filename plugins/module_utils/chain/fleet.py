@@ -34,7 +34,7 @@ desiredHealthy, unhealthyPodEvictionPolicy}]``. ``pods``: ``[{namespace, name, n
 
 from __future__ import annotations
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import k8s_node
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import k8s_node
 
 # The options of site.yml each refusal names.
 OPTION_BATCH = "site_batch"

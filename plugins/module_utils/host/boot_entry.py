@@ -36,7 +36,7 @@ import os
 import re
 import shlex
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.kernel_cmdline import (
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.cmdline import (
     carries,
     parse,
     render_arg,

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The rolling chain's timeline: what happened on which node, when; its rules; the downtime windows it shows.
 
-Pure Python, standard library only. ``site.yml -e site_timeline_file=PATH`` writes
+Pure Python (standard library and the collection's links). ``site.yml -e site_timeline_file=PATH`` writes
 ``{"events": [{"t": <epoch seconds>, "node": "pve-1", "guest": 120 | null, "event": "<EVENTS>", "detail": "..."}]}``:
 the callback ``homelab.gpu_passthrough.timeline`` feeds what the run reports to a ``Recorder`` and writes its events.
 
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import time
+
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.links import to_bool
 
 # The host's preparation and the guest's packages come before the cordon, while the guests serve: the window holds
 # only what needs them stopped. The VM config is written while the guest is stopped and before the host reboots: a
@@ -233,17 +235,6 @@ MARKED = tuple(name for name in EVENTS if name != "plan" and name not in ENDS)
 # the facts a detail is made of, kept per host as the run reports them (the latest wins)
 KEPT_FACTS = ("proxmox_gpu_prep_reboot_required", "gpu_worker_report")
 K8S_EVENTS = ("cordon", "drain", "ready", "uncordon")
-
-
-def to_bool(value, default=False):
-    """What Ansible's ``bool`` filter makes of a value: facts may hold booleans as strings."""
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return value == 1
-    return str(value).strip().lower() in ("yes", "on", "1", "true", "y", "t")
 
 
 def marker(task_vars, imported_with=()):

@@ -11,8 +11,9 @@ PCI ids go through ``pci_ids``.
 
 from __future__ import annotations
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pci_ids, pve_config
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pci_ids
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import config as pve_config
 
 ENTRY_KEYS = ("node", "path", "id", "subsystem-id", "iommugroup")
 

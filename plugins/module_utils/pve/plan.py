@@ -32,8 +32,9 @@ import copy
 import re
 from urllib.parse import quote, unquote
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import hostpci, pve_config
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import config as pve_config
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import hostpci
 
 # qemu-server: src/PVE/QemuServer/Drive.pm -- ide0-3, sata0-5, scsi0-30, virtio0-15, unused0-255
 PROTECTED_DISK_RE = re.compile(r"^(?:ide|sata|scsi|virtio|unused)\d+$")

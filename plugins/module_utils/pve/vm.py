@@ -23,8 +23,12 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import hostpci, pci_ids, pve_config, vm_plan, vm_recreate
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pci_ids
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import config as pve_config
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import hostpci
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import plan as vm_plan
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import recreate as vm_recreate
 
 LONG_TASK = 3600
 START_MARK = "[homelab.gpu_passthrough] start pending:"

@@ -24,7 +24,7 @@ import traceback
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve_config import config_from_pending
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.config import config_from_pending
 
 try:
     import requests

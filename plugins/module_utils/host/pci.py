@@ -20,8 +20,8 @@ import errno
 import os
 import re
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import kernel_cmdline
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host import cmdline as kernel_cmdline
 
 VFIO_DRIVER = "vfio-pci"
 VFIO_MODULE = "vfio_pci"
