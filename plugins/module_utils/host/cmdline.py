@@ -46,10 +46,6 @@ GRUB_VARIABLE = "GRUB_CMDLINE_LINUX_DEFAULT"
 GRUB_FILE = "/etc/default/grub"
 KERNEL_CMDLINE_FILE = "/etc/kernel/cmdline"
 
-BOOT_STYLE_GRUB = "grub (BOOT_IMAGE=)"
-BOOT_STYLE_SYSTEMD_BOOT = "systemd-boot (initrd=\\EFI\\\u2026)"
-BOOT_STYLE_NONE = "none (etc/kernel/cmdline has no loader prefix)"
-
 BOOTLOADERS = ("grub", "systemd-boot")
 
 _WS = " \t\n\r\v\f"
@@ -289,91 +285,6 @@ def conflicting_tokens(line, present, absent):
         elif not set_args(token, {}, absent):
             found.append(token)
     return found
-
-
-# --------------------------------------------------------------------------- analysis
-
-
-def _iommu_passthrough(params_in_order):
-    """Passthrough as the kernel reads it, from ``(key, value)`` pairs in command-line order.
-
-    x86 ``iommu=`` (``arch/x86/kernel/pci-dma.c``, ``iommu_setup``) takes comma-separated
-    options matched by prefix (``pt`` on, ``nopt`` off, so ``iommu=pti`` counts as ``pt``);
-    ``iommu.passthrough=`` (``drivers/iommu/iommu.c``) takes a boolean. Last wins.
-    """
-    effective = False
-    for key, value in params_in_order:
-        if value is None:
-            continue
-        value = _unquote(value)
-        if key == "iommu":
-            for option in value.split(","):
-                if option.startswith("nopt"):
-                    effective = False
-                elif option.startswith("pt"):
-                    effective = True
-        elif key == "iommu.passthrough":
-            lowered = value.lower()
-            if lowered in ("1", "y", "yes", "on", "true"):
-                effective = True
-            elif lowered in ("0", "n", "no", "off", "false"):
-                effective = False
-    return effective
-
-
-def analyze(text):
-    """Facts about a command line (``/proc/cmdline`` or ``/etc/kernel/cmdline`` contents).
-
-    Returns ``line_count``, ``boot_style``, ``intel_iommu``, ``amd_iommu``, ``iommu`` (lists of
-    values or None), ``iommu_pt_exact`` (a literal ``iommu=pt`` token), ``iommu_pt_effective``
-    (the kernel's reading), ``vfio_pci_ids`` (last ``vfio-pci.ids`` split on commas, or None),
-    ``video`` (list or None), ``duplicate_keys`` (keys given more than once, first-seen order)
-    and ``params`` (key -> list of values in order, a flag's value is True).
-    """
-    text = text or ""
-    tokens = parse(text)
-    pairs = []
-    params = {}
-    for token in tokens:
-        key, value = split_arg(token)
-        pairs.append((key, value))
-        params.setdefault(key, []).append(True if value is None else _unquote(value))
-
-    def values(*keys):
-        found = [v for k, v in pairs if k in keys and v is not None]
-        return [_unquote(v) for v in found] or None
-
-    boot_style = BOOT_STYLE_NONE
-    for key, value in pairs:
-        if key == "BOOT_IMAGE":
-            boot_style = BOOT_STYLE_GRUB
-            break
-        if key == "initrd" and value and _unquote(value).upper().startswith("\\EFI\\"):
-            boot_style = BOOT_STYLE_SYSTEMD_BOOT
-            break
-
-    vfio = [v for k, v in pairs if _norm_key(k) == "vfio_pci.ids" and v is not None]
-    seen = {}
-    for key, _value in pairs:
-        seen[key] = seen.get(key, 0) + 1
-    duplicates = []
-    for key, _value in pairs:
-        if seen[key] > 1 and key not in duplicates:
-            duplicates.append(key)
-
-    return {
-        "line_count": len([ln for ln in text.splitlines() if ln.strip()]),
-        "boot_style": boot_style,
-        "intel_iommu": values("intel_iommu"),
-        "amd_iommu": values("amd_iommu"),
-        "iommu": values("iommu"),
-        "iommu_pt_exact": any(k == "iommu" and v == "pt" for k, v in pairs),
-        "iommu_pt_effective": _iommu_passthrough(pairs),
-        "vfio_pci_ids": [i for i in _unquote(vfio[-1]).split(",") if i] if vfio else None,
-        "video": values("video"),
-        "duplicate_keys": duplicates,
-        "params": params,
-    }
 
 
 # --------------------------------------------------------------------------- /etc/kernel/cmdline

@@ -8,6 +8,7 @@ import os
 import pytest
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import hostpci
+from ansible_collections.homelab.gpu_passthrough.tests.unit import output_readers
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures")
 
@@ -87,14 +88,14 @@ def test_every_qm_fixture_has_expectations():
 
 @pytest.mark.parametrize(("name", "field"), FIELD_CASES)
 def test_parse_vm_config_fixture_field(name, field):
-    facts = hostpci.parse_vm_config(read(name))
+    facts = output_readers.parse_vm_config(read(name))
     assert facts[field] == EXPECTED[name][field]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_parse_vm_config_keeps_every_line_as_config(name):
     text = read(name)
-    facts = hostpci.parse_vm_config(text)
+    facts = output_readers.parse_vm_config(text)
     keys = [line.split(":", 1)[0] for line in text.splitlines() if line.strip()]
     assert sorted(facts["config"]) == sorted(keys)
     assert all("error" not in entry for entry in facts["hostpci"])
@@ -115,7 +116,7 @@ def test_parse_vm_config_sections_description_and_empty_values():
         "[before-upgrade]\n"
         "hostpci2: 0000:01:00.0\n"
     )
-    facts = hostpci.parse_vm_config(text)
+    facts = output_readers.parse_vm_config(text)
     assert facts["description"] == "GPU worker: k3s\nsecond line"
     assert facts["boot"] == ""
     assert facts["config"]["ide2"] == "none,media=cdrom"
@@ -127,9 +128,9 @@ def test_parse_vm_config_sections_description_and_empty_values():
 
 
 def test_parse_vm_config_never_raises_on_junk():
-    facts = hostpci.parse_vm_config("not a config\n: nothing\n[unterminated\n")
+    facts = output_readers.parse_vm_config("not a config\n: nothing\n[unterminated\n")
     assert facts["config"] == {} and facts["hostpci"] == []
-    assert hostpci.parse_vm_config(None)["hostpci"] == []
+    assert output_readers.parse_vm_config(None)["hostpci"] == []
 
 
 def _fixture_hostpci_values():
@@ -299,7 +300,7 @@ def test_valid_full_passthrough_on_q35_is_clean():
 
 def test_valid_fixture_configs_are_clean_for_root():
     for name in EXPECTED:
-        facts = hostpci.parse_vm_config(read(name))
+        facts = output_readers.parse_vm_config(read(name))
         if facts.get("machine") is None and name.startswith("qm/hostpci-line"):
             continue
         assert hostpci.validate_config(facts["config"], user="root@pam") == [], name
@@ -420,7 +421,7 @@ def test_validate_config_cross_slot_rules():
 
 
 def test_validate_config_accepts_parse_vm_config_facts():
-    facts = hostpci.parse_vm_config(read("qm/conf-103-debian-q35-seabios-x-vga-rombar0-serial-tags.txt"))
+    facts = output_readers.parse_vm_config(read("qm/conf-103-debian-q35-seabios-x-vga-rombar0-serial-tags.txt"))
     problems = hostpci.validate_config(facts, user="automation@pve!ansible")
     assert len(problems) == 1 and "non-mapped" in problems[0].message
 
@@ -433,7 +434,7 @@ PVESH = "proxmox-api/pvesh-get-nodes-hardware-pci-table-dell-coffeelake.txt"
 
 
 def test_pvesh_pci_table_rows():
-    rows = hostpci.parse_pvesh_pci_table(read(PVESH))
+    rows = output_readers.parse_pvesh_pci_table(read(PVESH))
     assert len(rows) == 21
     by_id = {row["id"]: row for row in rows}
     igpu = by_id["0000:00:02.0"]
@@ -467,7 +468,7 @@ def test_pvesh_pci_table_box_drawing_and_mdev():
         "\u2502 0x040300 \u2502 00:1f.3      \u2502            \u2502      \u2502 0x8086 \u2502 0xa348 \u2502\n"
         "\u2514\u2500\u2500\u2534\u2500\u2500\u2518\n"
     )
-    rows = hostpci.parse_pvesh_pci_table(text)
+    rows = output_readers.parse_pvesh_pci_table(text)
     assert [(r["id"], r["iommugroup"], r["mdev"], r["device"]) for r in rows] == [
         ("0000:00:02.0", 2, True, "0x3e92"),
         ("0000:00:1f.3", -1, False, "0xa348"),
@@ -475,8 +476,8 @@ def test_pvesh_pci_table_box_drawing_and_mdev():
 
 
 def test_pvesh_pci_table_junk():
-    assert hostpci.parse_pvesh_pci_table("") == []
-    assert hostpci.parse_pvesh_pci_table("no table here\n") == []
+    assert output_readers.parse_pvesh_pci_table("") == []
+    assert output_readers.parse_pvesh_pci_table("no table here\n") == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,7 +501,7 @@ def test_entry_value(entry, host, expected):
 
 
 def test_resolve_host_against_the_pvesh_fixture():
-    devices = hostpci.parse_pvesh_pci_table(read(PVESH))
+    devices = output_readers.parse_pvesh_pci_table(read(PVESH))
     assert hostpci.resolve_host("8086:3e92", devices, "pve1") == "0000:00:02.0"
     assert hostpci.resolve_host("8086:3E92", devices, "pve1") == "0000:00:02.0"
     assert hostpci.resolve_host("00:02.0", devices, "pve1") == "0000:00:02.0"
@@ -521,7 +522,7 @@ def test_resolve_host_against_the_pvesh_fixture():
     ],
 )
 def test_resolve_host_errors_name_the_option(host, message):
-    devices = hostpci.parse_pvesh_pci_table(read(PVESH))
+    devices = output_readers.parse_pvesh_pci_table(read(PVESH))
     if message is None:
         assert hostpci.resolve_host(host, devices, "pve1") == "0000:00:1f.3"
         return
@@ -540,7 +541,7 @@ def test_resolve_host_ambiguous_ids():
 
 
 def test_entry_host_reads_the_device_list_only_for_a_new_value_or_ids():
-    devices = hostpci.parse_pvesh_pci_table(read(PVESH))
+    devices = output_readers.parse_pvesh_pci_table(read(PVESH))
     reads = []
 
     def listed():

@@ -10,6 +10,7 @@ import os
 import pytest
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host import cmdline as kc
+from ansible_collections.homelab.gpu_passthrough.tests.unit import output_readers
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "fixtures", "cmdline")
 
@@ -211,7 +212,7 @@ def test_every_cmdline_fixture_has_expectations():
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
 @pytest.mark.parametrize("field", sorted(next(iter(EXPECTED.values()))))
 def test_analyze_fixture_field(name, field):
-    assert kc.analyze(read_fixture(name))[field] == EXPECTED[name][field]
+    assert output_readers.analyze_cmdline(read_fixture(name))[field] == EXPECTED[name][field]
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
@@ -223,7 +224,7 @@ def test_parse_keeps_every_token_of_the_fixture(name):
 
 
 def test_analyze_iommu_pti_is_effective_but_not_exact():
-    facts = kc.analyze("BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pti\n")
+    facts = output_readers.analyze_cmdline("BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pti\n")
     assert facts["iommu"] == ["pti"]
     assert facts["iommu_pt_exact"] is False
     assert facts["iommu_pt_effective"] is True
@@ -241,20 +242,20 @@ def test_analyze_iommu_pti_is_effective_but_not_exact():
     ],
 )
 def test_analyze_passthrough_follows_the_kernel_reading(line, effective):
-    assert kc.analyze(line)["iommu_pt_effective"] is effective
+    assert output_readers.analyze_cmdline(line)["iommu_pt_effective"] is effective
 
 
 def test_analyze_repeats_video_and_wrapped_lines():
-    facts = kc.analyze("root=ZFS=rpool/ROOT/pve-1 boot=zfs video=efifb:off\n  video=vesafb:off console=tty0 console=ttyS0,115200 \n")
+    facts = output_readers.analyze_cmdline("root=ZFS=rpool/ROOT/pve-1 boot=zfs video=efifb:off\n  video=vesafb:off console=tty0 console=ttyS0,115200 \n")
     assert facts["line_count"] == 2
     assert facts["video"] == ["efifb:off", "vesafb:off"]
     assert facts["duplicate_keys"] == ["video", "console"]
     assert facts["params"]["console"] == ["tty0", "ttyS0,115200"]
-    assert facts["boot_style"] == kc.BOOT_STYLE_NONE
+    assert facts["boot_style"] == output_readers.BOOT_STYLE_NONE
 
 
 def test_analyze_vfio_ids_underscore_spelling_and_quotes():
-    facts = kc.analyze('quiet vfio_pci.ids=8086:3e92,8086:a348 dyndbg="file vfio_pci.c +p"')
+    facts = output_readers.analyze_cmdline('quiet vfio_pci.ids=8086:3e92,8086:a348 dyndbg="file vfio_pci.c +p"')
     assert facts["vfio_pci_ids"] == ["8086:3e92", "8086:a348"]
     assert facts["params"]["dyndbg"] == ["file vfio_pci.c +p"]
 
@@ -323,7 +324,7 @@ def test_set_args_on_fixtures_is_idempotent_and_keeps_the_rest(name):
     absent = ["nomodeset"]
     once = kc.set_args(line, present, absent)
     assert kc.set_args(once, present, absent) == once
-    facts = kc.analyze(once)
+    facts = output_readers.analyze_cmdline(once)
     assert facts["intel_iommu"] == ["on"]
     assert facts["iommu"] == ["pt"]
     assert facts["vfio_pci_ids"] == ["8086:3e92"]

@@ -8,14 +8,14 @@ import os
 import pytest
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import config as pve_config
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import hostpci
+from ansible_collections.homelab.gpu_passthrough.tests.unit import output_readers
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "qm")
 
 
 def qm(name):
     with open(os.path.join(FIXTURES, name), encoding="utf-8") as handle:
-        return hostpci.parse_vm_config(handle.read())["config"]
+        return output_readers.parse_vm_config(handle.read())["config"]
 
 
 PLEX = "conf-103-plex-q35-ovmf-secureboot-ms-cert-2023-hostpci-pcie.txt"

@@ -8,8 +8,8 @@ from urllib.parse import quote
 
 import pytest
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import hostpci
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import plan as vm_plan
+from ansible_collections.homelab.gpu_passthrough.tests.unit import output_readers
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures")
 
@@ -265,7 +265,7 @@ def test_pcie_without_q35_is_refused_at_plan_time():
 
 
 def test_switching_to_q35_under_a_legacy_igd_entry_is_refused():
-    current = hostpci.parse_vm_config(_read("qm/qm-config-100-win11-uhd630-legacy-igd-short-pci-address-empty-boot.txt"))["config"]
+    current = output_readers.parse_vm_config(_read("qm/qm-config-100-win11-uhd630-legacy-igd-short-pci-address-empty-boot.txt"))["config"]
     with pytest.raises(PassthroughError) as info:
         vm_plan.plan(current, {"machine": "q35"})
     assert "legacy IGD assignment is not compatible with q35" in info.value.message
@@ -273,7 +273,7 @@ def test_switching_to_q35_under_a_legacy_igd_entry_is_refused():
 
 
 def test_fixture_config_already_matching_plans_nothing():
-    current = hostpci.parse_vm_config(_read("qm/conf-103-plex-q35-ovmf-secureboot-ms-cert-2023-hostpci-pcie.txt"))["config"]
+    current = output_readers.parse_vm_config(_read("qm/conf-103-plex-q35-ovmf-secureboot-ms-cert-2023-hostpci-pcie.txt"))["config"]
     desired = {
         "machine": "q35",
         "bios": "ovmf",
