@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import links
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import links, pci_ids
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import capabilities as gpu_capabilities
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.vainfo import (
     CAPABILITIES,
@@ -45,8 +45,6 @@ ACCESS_FIX = "run the check as root or add the user to the `render` and `video` 
 _LABEL_VALUE_RE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$")
-_HEX_ID_RE = re.compile(r"^(?:0x)?([0-9a-f]{1,4})$")
-_PCI_ID_RE = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{4})$")
 
 
 def _dedup(items):
@@ -303,20 +301,6 @@ def diagnose(facts, required=None, driver_name="iHD", non_free=False, huc=None):
     return verdict
 
 
-def hex_id(value):
-    """``0x8086``/``8086`` -> ``8086``; None when it is no 16-bit hex id."""
-    if value is None:
-        return None
-    match = _HEX_ID_RE.match(str(value).strip().lower())
-    return match.group(1).zfill(4) if match else None
-
-
-def pci_id(value):
-    """``8086:3E92`` -> ``8086:3e92``; None when it is not a vendor:device pair."""
-    match = _PCI_ID_RE.match(str(value or "").strip().lower())
-    return "%s:%s" % match.groups() if match else None
-
-
 # Vendors of the displays a hypervisor emulates (QEMU std/bochs, virtio-gpu, QXL, Cirrus, VMware SVGA).
 EMULATED_DISPLAY_VENDORS = {"1234": "QEMU/bochs display", "1af4": "virtio-gpu", "1b36": "QEMU QXL",
                             "1013": "Cirrus VGA", "15ad": "VMware SVGA"}
@@ -352,7 +336,7 @@ def scan_drm(sysfs_dir="/sys"):
         device_dir = os.path.join(base, name, "device")
         real = os.path.realpath(device_dir)
         address = os.path.basename(real).lower()
-        vendor, device = hex_id(_read(os.path.join(device_dir, "vendor"))), hex_id(_read(os.path.join(device_dir, "device")))
+        vendor, device = pci_ids.hex_id(_read(os.path.join(device_dir, "vendor"))), pci_ids.hex_id(_read(os.path.join(device_dir, "device")))
         pci_class = _read(os.path.join(device_dir, "class"))
         driver_link = os.path.join(device_dir, "driver")
         driver = os.path.basename(os.path.realpath(driver_link)) if os.path.lexists(driver_link) else None
@@ -510,7 +494,7 @@ def node_labels(gpu, names=None, override=None, gpu_key="gpu", cpu_tier=None, ex
     elif override:
         value = str(override)
     else:
-        table = {pci_id(k) or str(k).lower(): v for k, v in (names or {}).items()}
+        table = {pci_ids.vendor_device(k) or str(k).lower(): v for k, v in (names or {}).items()}
         value = table.get(gpu.get("pci_id"))
         if value is None:
             notes.append(

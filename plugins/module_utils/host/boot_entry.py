@@ -38,9 +38,10 @@ import shlex
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.cmdline import (
     carries,
+    has_root,
     parse,
     render_arg,
-    split_arg,
+    version_key,
 )
 
 LINUX_COMMANDS = ("linux", "linuxefi", "linux16")
@@ -222,10 +223,6 @@ def parse_loader_conf(text):
     return values
 
 
-def _version_key(version):
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", version or "") if p]
-
-
 def _entry_version(name, fields):
     if fields.get("version"):
         return fields["version"]
@@ -236,7 +233,7 @@ def _entry_version(name, fields):
 def order_entries(entries):
     """Loader entries (``{name: text}``) in systemd-boot's menu order: newest version first."""
     parsed = [(name, parse_loader_entry(text)) for name, text in entries.items()]
-    parsed.sort(key=lambda item: (_version_key(_entry_version(*item)), item[0]), reverse=True)
+    parsed.sort(key=lambda item: (version_key(_entry_version(*item)), item[0]), reverse=True)
     return parsed
 
 
@@ -304,10 +301,6 @@ def missing_args(cmdline, present=None, absent=None):
     missing = [render_arg(k, v) for k, v in (present or {}).items() if not carries(cmdline, {k: v}, [])]
     unwanted = [e for e in (absent or []) if not carries(cmdline, {}, [e])]
     return missing, unwanted
-
-
-def has_root(cmdline):
-    return any(split_arg(t)[0] == "root" and split_arg(t)[1] for t in parse(cmdline or ""))
 
 
 def judge(entries, present=None, absent=None, fix=FIX_GRUB):

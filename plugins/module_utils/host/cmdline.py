@@ -690,8 +690,9 @@ def parse_pbt_status(text):
     return {"booted": booted, "esps": esps}
 
 
-def _version_key(version):
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", version) if p]
+def version_key(version):
+    """A kernel version's sort key: numbers compare as numbers (6.8.12-10 after 6.8.12-9)."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", version or "") if p]
 
 
 def detect_bootloader(
@@ -767,7 +768,7 @@ def detect_bootloader(
     elif chosen == "grub":
         refresh = [["update-grub"]]
     else:
-        versions = sorted(set(kernel_versions or ()), key=_version_key)
+        versions = sorted(set(kernel_versions or ()), key=version_key)
         if not versions:
             raise PassthroughError(
                 "systemd-boot without proxmox-boot-tool needs kernel-install per kernel, but no /boot/vmlinuz-* was found.",

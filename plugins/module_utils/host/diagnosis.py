@@ -20,6 +20,8 @@ has written the configuration but the running kernel does not carry it yet).
 
 from __future__ import annotations
 
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pci_ids
+
 LINKS = (
     ("firmware", "firmware VT-d"),
     ("cmdline", "cmdline"),
@@ -58,21 +60,9 @@ def _table_name(vendor):
     return {"intel": "DMAR", "amd": "IVRS"}.get(vendor, "DMAR/IVRS")
 
 
-def _hex_id(value):
-    """``0x8086``, ``8086``, 32902 -> ``8086``; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return "%04x" % value
-    text = str(value).strip().lower()
-    if text.startswith("0x"):
-        text = text[2:]
-    return text.zfill(4) if text else None
-
-
 def _class_prefix(value):
     """``0x030000`` -> ``0300`` (class and subclass)."""
-    return (_hex_id(value) or "")[:4]
+    return (pci_ids.hex_id(value, 6) or "")[:4]
 
 
 def format_args(args):
@@ -149,7 +139,7 @@ def _device_ids(devices, addresses):
     ids = []
     for addr in addresses:
         dev = devices.get(addr) or {}
-        vendor, device = _hex_id(dev.get("vendor_id")), _hex_id(dev.get("device_id"))
+        vendor, device = pci_ids.hex_id(dev.get("vendor_id")), pci_ids.hex_id(dev.get("device_id"))
         if vendor and device:
             pair = "%s:%s" % (vendor, device)
             if pair not in ids:
@@ -163,7 +153,7 @@ def _endpoints(devices, addresses):
 
 def _describe(devices, addr):
     dev = devices.get(addr) or {}
-    vendor, device = _hex_id(dev.get("vendor_id")), _hex_id(dev.get("device_id"))
+    vendor, device = pci_ids.hex_id(dev.get("vendor_id")), pci_ids.hex_id(dev.get("device_id"))
     parts = [addr]
     if vendor and device:
         parts.append("[%s:%s]" % (vendor, device))
