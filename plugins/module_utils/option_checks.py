@@ -146,3 +146,12 @@ def checked_module(argument_spec, ranges=None, empty_means_default=(), expects=N
     except PassthroughError as err:
         module.fail_json(**err.to_result())
     return module
+
+
+def exit_with(module, produce):
+    """Exit ``module`` with the result ``produce()`` returns; a PassthroughError fails it with its message and fix."""
+    try:
+        result = produce()
+    except PassthroughError as err:
+        module.fail_json(**err.to_result())
+    module.exit_json(**result)

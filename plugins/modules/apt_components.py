@@ -127,7 +127,6 @@ files:
 import os
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.apt_sources import (
     add_components,
     default_components,
@@ -202,11 +201,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        result = run(module)
-    except PassthroughError as err:
-        module.fail_json(**err.to_result())
-    module.exit_json(**result)
+    option_checks.exit_with(module, lambda: run(module))
 
 
 if __name__ == "__main__":

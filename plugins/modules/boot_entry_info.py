@@ -160,7 +160,6 @@ import os
 import tempfile
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.boot_entry import judge, read_boot_entries, under
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.cmdline import validate_args
 
@@ -224,11 +223,7 @@ def main():
         empty_means_default=("grub_cfg", "root"),
         supports_check_mode=True,
     )
-    try:
-        result = run(module)
-    except PassthroughError as err:
-        module.fail_json(**err.to_result())
-    module.exit_json(**result)
+    option_checks.exit_with(module, lambda: run(module))
 
 
 if __name__ == "__main__":

@@ -370,11 +370,7 @@ def main():
         expects={"grub_variable": "a plain shell variable name such as GRUB_CMDLINE_LINUX_DEFAULT"},
         supports_check_mode=True,
     )
-    try:
-        result = run(module)
-    except PassthroughError as err:
-        module.fail_json(**err.to_result())
-    module.exit_json(**result)
+    option_checks.exit_with(module, lambda: run(module))
 
 
 if __name__ == "__main__":

@@ -138,36 +138,17 @@ guests:
 """
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import (
-    AUTH_ARGUMENT_SPEC,
-    AUTH_EMPTY_MEANS_DEFAULT,
-    AUTH_MUTUALLY_EXCLUSIVE,
-    AUTH_RANGES,
-    AUTH_REQUIRED_ONE_OF,
-    AUTH_REQUIRED_TOGETHER,
-    session_from_module,
-)
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import pve_module, session_from_module
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.cluster import read_cluster
 
 
 def main():
-    argument_spec = dict(AUTH_ARGUMENT_SPEC)
-    argument_spec.update(guests=dict(type="bool", default=True))
-    module = option_checks.checked_module(
+    argument_spec = dict(guests=dict(type="bool", default=True))
+    module = pve_module(
         argument_spec,
-        ranges=AUTH_RANGES,
-        empty_means_default=AUTH_EMPTY_MEANS_DEFAULT,
-        mutually_exclusive=AUTH_MUTUALLY_EXCLUSIVE,
-        required_one_of=AUTH_REQUIRED_ONE_OF,
-        required_together=AUTH_REQUIRED_TOGETHER,
-        supports_check_mode=True,
     )
-    try:
-        result = read_cluster(session_from_module(module), guests=module.params["guests"])
-    except PassthroughError as err:
-        module.fail_json(**err.to_result())
-    module.exit_json(changed=False, **result)
+    option_checks.exit_with(module, lambda: dict(read_cluster(session_from_module(module),
+                                                              guests=module.params["guests"]), changed=False))
 
 
 if __name__ == "__main__":

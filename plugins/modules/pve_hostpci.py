@@ -202,17 +202,8 @@ restarted:
 
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import vm as pve_vm
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import (
-    AUTH_ARGUMENT_SPEC,
-    AUTH_EMPTY_MEANS_DEFAULT,
-    AUTH_MUTUALLY_EXCLUSIVE,
-    AUTH_RANGES,
-    AUTH_REQUIRED_ONE_OF,
-    AUTH_REQUIRED_TOGETHER,
-    session_from_module,
-)
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import pve_module, session_from_module
 
 ENTRY_KEYS = ("host", "mapping", "pcie", "rombar", "x_vga", "mdev", "romfile", "legacy_igd", "driver", "state")
 
@@ -242,8 +233,7 @@ def run(module):
 
 
 def main():
-    argument_spec = dict(AUTH_ARGUMENT_SPEC)
-    argument_spec.update(
+    argument_spec = dict(
         vmid=dict(type="int", required=True),
         node=dict(type="str"),
         slot=dict(type="int", default=0),
@@ -260,22 +250,15 @@ def main():
         apply=dict(type="str", default="none", choices=["none", "restart"]),
         shutdown_timeout=dict(type="int", default=180),
     )
-    module = option_checks.checked_module(
+    module = pve_module(
         argument_spec,
-        ranges=dict(AUTH_RANGES, vmid=option_checks.VMID, slot=option_checks.HOSTPCI_SLOT,
+        ranges=dict(vmid=option_checks.VMID, slot=option_checks.HOSTPCI_SLOT,
                     shutdown_timeout=option_checks.SHUTDOWN_TIMEOUT),
-        empty_means_default=AUTH_EMPTY_MEANS_DEFAULT + ("node",),
-        required_one_of=AUTH_REQUIRED_ONE_OF,
-        required_together=AUTH_REQUIRED_TOGETHER,
-        mutually_exclusive=AUTH_MUTUALLY_EXCLUSIVE + [("host", "mapping")],
+        empty_means_default=("node",),
+        mutually_exclusive=[("host", "mapping")],
         required_if=[("state", "present", ("host", "mapping"), True)],
-        supports_check_mode=True,
     )
-    try:
-        result = run(module)
-    except PassthroughError as err:
-        module.fail_json(**err.to_result())
-    module.exit_json(**result)
+    option_checks.exit_with(module, lambda: run(module))
 
 
 if __name__ == "__main__":

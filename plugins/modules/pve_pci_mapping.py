@@ -135,22 +135,12 @@ mapping:
 """
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import pci_mapping
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import (
-    AUTH_ARGUMENT_SPEC,
-    AUTH_EMPTY_MEANS_DEFAULT,
-    AUTH_MUTUALLY_EXCLUSIVE,
-    AUTH_RANGES,
-    AUTH_REQUIRED_ONE_OF,
-    AUTH_REQUIRED_TOGETHER,
-    session_from_module,
-)
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import pve_module, session_from_module
 
 
 def main():
-    argument_spec = dict(AUTH_ARGUMENT_SPEC)
-    argument_spec.update(
+    argument_spec = dict(
         name=dict(type="str", required=True, aliases=["id"]),
         description=dict(type="str"),
         devices=dict(
@@ -161,22 +151,12 @@ def main():
         mdev=dict(type="bool"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
-    module = option_checks.checked_module(
+    module = pve_module(
         argument_spec,
-        ranges=AUTH_RANGES,
-        empty_means_default=AUTH_EMPTY_MEANS_DEFAULT,
-        required_one_of=AUTH_REQUIRED_ONE_OF,
-        required_together=AUTH_REQUIRED_TOGETHER,
-        mutually_exclusive=AUTH_MUTUALLY_EXCLUSIVE,
         required_if=[("state", "present", ["devices"])],
-        supports_check_mode=True,
     )
-    try:
-        session = session_from_module(module)
-        result = pci_mapping.converge(session, module.params, module.check_mode, module._diff, module.warn)
-    except PassthroughError as err:
-        module.fail_json(**err.to_result())
-    module.exit_json(**result)
+    option_checks.exit_with(module, lambda: pci_mapping.converge(
+        session_from_module(module), module.params, module.check_mode, module._diff, module.warn))
 
 
 if __name__ == "__main__":

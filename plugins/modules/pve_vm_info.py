@@ -119,38 +119,25 @@ vm:
 """
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import vm as pve_vm
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import (
-    AUTH_ARGUMENT_SPEC,
-    AUTH_EMPTY_MEANS_DEFAULT,
-    AUTH_MUTUALLY_EXCLUSIVE,
-    AUTH_RANGES,
-    AUTH_REQUIRED_ONE_OF,
-    AUTH_REQUIRED_TOGETHER,
-    session_from_module,
-)
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import pve_module, session_from_module
+
+
+def run(module):
+    p = module.params
+    service = pve_vm.VmService(session_from_module(module))
+    return {"changed": False, "vm": pve_vm.info(service.find(p["vmid"], p["name"], p["node"]))}
 
 
 def main():
     argument_spec = dict(vmid=dict(type="int"), name=dict(type="str"), node=dict(type="str"))
-    argument_spec.update(AUTH_ARGUMENT_SPEC)
-    module = option_checks.checked_module(
+    module = pve_module(
         argument_spec,
-        ranges=dict(AUTH_RANGES, vmid=option_checks.VMID),
-        empty_means_default=AUTH_EMPTY_MEANS_DEFAULT + ("node",),
-        required_one_of=AUTH_REQUIRED_ONE_OF + [("vmid", "name")],
-        required_together=AUTH_REQUIRED_TOGETHER,
-        mutually_exclusive=AUTH_MUTUALLY_EXCLUSIVE,
-        supports_check_mode=True,
+        ranges=dict(vmid=option_checks.VMID),
+        empty_means_default=("node",),
+        required_one_of=[("vmid", "name")],
     )
-    p = module.params
-    try:
-        service = pve_vm.VmService(session_from_module(module))
-        vm = pve_vm.info(service.find(p["vmid"], p["name"], p["node"]))
-    except PassthroughError as err:
-        module.fail_json(**err.to_result())
-    module.exit_json(changed=False, vm=vm)
+    option_checks.exit_with(module, lambda: run(module))
 
 
 if __name__ == "__main__":

@@ -365,17 +365,8 @@ node:
 """
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import vm as pve_vm
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import (
-    AUTH_ARGUMENT_SPEC,
-    AUTH_EMPTY_MEANS_DEFAULT,
-    AUTH_MUTUALLY_EXCLUSIVE,
-    AUTH_RANGES,
-    AUTH_REQUIRED_ONE_OF,
-    AUTH_REQUIRED_TOGETHER,
-    session_from_module,
-)
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import pve_module, session_from_module
 
 
 def run(module):
@@ -430,23 +421,15 @@ def main():
         shutdown_timeout=dict(type="int", default=180),
         start=dict(type="bool", default=True),
     )
-    argument_spec.update(AUTH_ARGUMENT_SPEC)
-    module = option_checks.checked_module(
+    module = pve_module(
         argument_spec,
-        ranges=dict(AUTH_RANGES, vmid=option_checks.VMID, template=option_checks.VMID, cores=option_checks.CORES,
+        ranges=dict(vmid=option_checks.VMID, template=option_checks.VMID, cores=option_checks.CORES,
                     memory=option_checks.MEMORY_MIB, shutdown_timeout=option_checks.SHUTDOWN_TIMEOUT,
                     **{"hostpci.slot": option_checks.HOSTPCI_SLOT}),
-        empty_means_default=AUTH_EMPTY_MEANS_DEFAULT + ("node",),
-        required_one_of=AUTH_REQUIRED_ONE_OF + [("vmid", "name")],
-        required_together=AUTH_REQUIRED_TOGETHER,
-        mutually_exclusive=AUTH_MUTUALLY_EXCLUSIVE,
-        supports_check_mode=True,
+        empty_means_default=("node",),
+        required_one_of=[("vmid", "name")],
     )
-    try:
-        result = run(module)
-    except PassthroughError as err:
-        module.fail_json(**err.to_result())
-    module.exit_json(**result)
+    option_checks.exit_with(module, lambda: run(module))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,26 @@ AUTH_REQUIRED_ONE_OF = [("api_password", "api_token_id")]
 AUTH_REQUIRED_TOGETHER = [("api_token_id", "api_token_secret")]
 AUTH_MUTUALLY_EXCLUSIVE = [("api_password", "api_token_id")]
 
+
+def pve_module(argument_spec, ranges=None, empty_means_default=(), required_one_of=(), required_together=(),
+               mutually_exclusive=(), **kwargs):
+    """The AnsibleModule of a ``pve_*`` module: its own options and the connection options (the ``pve_auth`` doc
+    fragment) with their constraints, every option checked before any request (``option_checks``); check mode is
+    supported by every one of them."""
+    spec = dict(argument_spec)
+    spec.update(AUTH_ARGUMENT_SPEC)
+    return option_checks.checked_module(
+        spec,
+        ranges=dict(AUTH_RANGES, **(ranges or {})),
+        empty_means_default=AUTH_EMPTY_MEANS_DEFAULT + tuple(empty_means_default),
+        required_one_of=AUTH_REQUIRED_ONE_OF + list(required_one_of),
+        required_together=AUTH_REQUIRED_TOGETHER + list(required_together),
+        mutually_exclusive=AUTH_MUTUALLY_EXCLUSIVE + list(mutually_exclusive),
+        supports_check_mode=True,
+        **kwargs
+    )
+
+
 FIX_TLS = (
     "give the cluster's CA certificate with 'ca_path: <your cluster CA, /etc/pve/pve-root-ca.pem on a node>' "
     "(or PROXMOX_CA_PATH), or turn the check off with 'validate_certs: false' on a network you control."
