@@ -486,7 +486,7 @@ def inventory(host: dict, worker: dict, pve: dict, k8s: dict | None, standin: st
         "gpu_worker_cpu_tier": "lab",
     }
     if k8s is not None:
-        agent_vars.update(gpu_vm_kubeconfig=k8s["kubeconfig"], gpu_worker_kubeconfig=k8s["kubeconfig"])
+        agent_vars.update(kubernetes_kubeconfig=k8s["kubeconfig"])
     pve_host = conn(host["lab"])
     pve_host.update(proxmox_gpu_prep_reboot=True, proxmox_gpu_prep_device=standin)
     return {"all": {

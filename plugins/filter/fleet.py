@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.homelab.gpu_passthrough.plugins.filter.chain import _diagnosis, _plain
+from ansible_collections.homelab.gpu_passthrough.plugins.filter.k8s_node import connection as _k8s_connection
 from ansible_collections.homelab.gpu_passthrough.plugins.filter.k8s_node import resolve as _k8s_node
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import fleet
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.links import to_bool
@@ -38,32 +39,25 @@ def _agent(name, hv, guests, k8s_node):
             "status": live.get("status", "running"), "plan": changes}
 
 
-def _same_cluster(hv):
-    """Whether gpu_worker labels through the cluster the plan read the Nodes of (with gpu_vm's kubeconfig)."""
-    return all((hv.get("gpu_worker_" + key) or None) == (hv.get("gpu_vm_" + key) or None)
-               for key in ("kubeconfig", "kube_context"))
-
-
-def _drainable(hostvars, agents):
-    """The agents whose Kubernetes node a window that stops them drains: a kubeconfig is set and gpu_vm_drain allows
-    it (the one rule; the rolling play reads it from the plan's members)."""
+def _drainable(hostvars, agents, connections):
+    """The agents whose Kubernetes node a window that stops them drains: their connection names a kubeconfig and
+    gpu_vm_drain allows it (the one rule; the rolling play reads it from the plan's members)."""
     return {name for name in agents
-            if hostvars[name].get("gpu_vm_kubeconfig") and to_bool(hostvars[name].get("gpu_vm_drain"), True)}
+            if connections[name].get("kubeconfig") and to_bool(hostvars[name].get("gpu_vm_drain"), True)}
 
 
-def _touches(result, hostvars, agents, k8s_nodes_of, labels):
+def _touches(result, hostvars, agents, k8s_nodes_of, drainable, labels):
     """What the run will do to each agent's Kubernetes node: the rolling play's drain and uncordon, gpu_worker's
-    labels."""
+    labels (through the one connection the plan read the Nodes with)."""
     stops = {a["host"] for p in result["nodes"] for a in p["agents"] if a["stop"]}
     node_of = {a["host"]: p["name"] for p in result["nodes"] for a in p["agents"]}
-    drainable = _drainable(hostvars, agents)
     touches = []
     for name in agents:
         hv = hostvars[name]
         actions = []
         if name in stops and name in drainable:
             actions += ["drain", "uncordon"]
-        if labels and to_bool(hv.get("gpu_worker_label_node"), True) and _same_cluster(hv):
+        if labels and to_bool(hv.get("gpu_worker_label_node"), True):
             actions.append("label")
         if actions:
             found = k8s_nodes_of[name]
@@ -87,6 +81,9 @@ def fleet_plan(hostvars, groups, cluster=None, budgets=None, pods=None, limit=No
     agents_of = {}
     # one rule names every agent's Kubernetes node, for the drain, the labels and the uncordon alike
     k8s_nodes_of = {name: _k8s_node(hostvars[name], name) for name in members(agent_group)}
+    # and one rule names the cluster: the Nodes read, the drains and the labels go through one connection
+    connections = {name: _k8s_connection(hostvars[name], name)["connection"] for name in members(agent_group)}
+    drainable = _drainable(hostvars, members(agent_group), connections)
     for name in members(agent_group):
         hv = hostvars[name]
         node = str(hv.get("proxmox_node") or hv.get("gpu_vm_proxmox_node") or "")
@@ -118,14 +115,14 @@ def fleet_plan(hostvars, groups, cluster=None, budgets=None, pods=None, limit=No
         result["ok"] = False
     if k8s_nodes is not None:
         known = [fleet.node_name_from_k8s(n) for n in _resources(k8s_nodes, "k8s_nodes")]
-        missing = fleet.missing_k8s_nodes(_touches(result, hostvars, members(agent_group), k8s_nodes_of,
+        missing = fleet.missing_k8s_nodes(_touches(result, hostvars, members(agent_group), k8s_nodes_of, drainable,
                                                    to_bool(labels)), known)
         result["refusals"].extend(missing)
         result["ok"] = result["ok"] and not missing
     result["lines"] = fleet.plan_lines(result)
     result["rolling"] = fleet.rolling(result, hosts, other_agents=members(agent_group),
                                       k8s_nodes={name: found["name"] for name, found in k8s_nodes_of.items()},
-                                      drains=_drainable(hostvars, members(agent_group)))
+                                      drains=drainable)
     return result
 
 

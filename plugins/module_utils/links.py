@@ -166,8 +166,8 @@ def guest_rows(host, report, selected=True, label_node=True, node_name=None):
         if notes:
             detail += " (%s)" % "; ".join(str(note) for note in notes)
         rows.append(_row(host, "labels", "FAIL" if missing else "ok", detail,
-                         "set the host variable kubernetes_node_name or gpu_worker_kubeconfig to the node and cluster the "
-                         "agent joined"
+                         "set the host variables kubernetes_node_name and kubernetes_kubeconfig to the node and "
+                         "cluster the agent joined"
                          if missing else None))
     return rows
 

@@ -76,7 +76,7 @@ def inventory(pve, k8s, **group_vars):
         "gpu_vm_proxmox_api_host": "127.0.0.1", "gpu_vm_proxmox_api_port": pve.port,
         "gpu_vm_proxmox_api_user": "root@pam", "gpu_vm_proxmox_api_password": "rootpass",
         "gpu_vm_proxmox_ca_path": pve.ca_path, "gpu_vm_efidisk_storage": "local-lvm",
-        "gpu_vm_shutdown_timeout": 5, "gpu_vm_kubeconfig": k8s.kubeconfig,
+        "gpu_vm_shutdown_timeout": 5, "kubernetes_kubeconfig": k8s.kubeconfig,
     }
     variables.update(group_vars)
     return {"all": {"children": {"k3s_gpu_agents": {"hosts": hosts, "vars": variables}}}}

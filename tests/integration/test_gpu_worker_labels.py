@@ -76,7 +76,7 @@ def run_playbook(tmp_path, k8s, host_vars, *extra, expect_rc=0):
     variables = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                  # the play asks for become; the test runs as the user it is
                  "ansible_become": False,
-                 "gpu_worker_manage_packages": False, "gpu_worker_kubeconfig": k8s.kubeconfig}
+                 "gpu_worker_manage_packages": False, "kubernetes_kubeconfig": k8s.kubeconfig}
     variables.update(host_vars)
     inv = tmp_path / ("inventory-%d.json" % stamp)
     inv.write_text(json.dumps({"all": {"children": {"k3s_gpu_agents": {"hosts": {NODE: variables}}}}}))
@@ -205,12 +205,16 @@ def test_the_node_is_the_collection_one_variable_then_the_vm_name(tmp_path, k8s)
     assert "Kubernetes node vm-agent-1 not found" in output and patches(k8s) == [], output
 
 
-def test_the_deprecated_name_is_honoured_with_a_warning(tmp_path, k8s):
-    output, _report = run_playbook(tmp_path, k8s, dict(guest(tmp_path), name="vm-agent-1", gpu_worker_node_name=NODE))
+def test_the_deprecated_names_are_honoured_with_a_warning(tmp_path, k8s):
+    # the old node name and the old kubeconfig (kubernetes_kubeconfig null: not set), each with its deprecation
+    output, _report = run_playbook(tmp_path, k8s, dict(guest(tmp_path), name="vm-agent-1", gpu_worker_node_name=NODE,
+                                                       kubernetes_kubeconfig=None, gpu_worker_kubeconfig=k8s.kubeconfig))
     assert [e["node"] for e in patches(k8s)] == [NODE], k8s.requests()
     flat = " ".join(output.split())
     assert ("k3s-agent-1: gpu_worker_node_name is deprecated; set the host variable kubernetes_node_name instead "
             "(same value: k3s-agent-1)") in flat, output
+    assert ("k3s-agent-1: gpu_worker_kubeconfig is deprecated; set the host variable kubernetes_kubeconfig instead "
+            "(same value: %s)" % k8s.kubeconfig) in flat, output
 
 
 def test_stale_labels_removed_foreign_ones_kept_then_no_patch(tmp_path, k8s):

@@ -137,9 +137,11 @@ def _host_root(base, driver):
 
 
 @contextlib.contextmanager
-def _fleet(sim, tmp_path, node_of=None, agent_vars=None, extra_nodes=()):
+def _fleet(sim, tmp_path, node_of=None, agent_vars=None, extra_nodes=(), kubeconfig_names=None):
     """Three Proxmox hosts and their agents on pvesim and k8ssim. ``node_of``: agent -> its Kubernetes node (default:
-    the inventory name); ``agent_vars``: agent -> more host variables; ``extra_nodes``: more Kubernetes nodes."""
+    the inventory name); ``agent_vars``: agent -> more host variables; ``extra_nodes``: more Kubernetes nodes;
+    ``kubeconfig_names``: agent -> the variables naming k8ssim's kubeconfig (default: kubernetes_kubeconfig in the
+    inventory's all group)."""
     from k8ssim.fixture import running_k8ssim  # pylint: disable=import-outside-toplevel
 
     agents = ["k3s-agent-%d" % index for index in (1, 2, 3)]
@@ -172,12 +174,14 @@ def _fleet(sim, tmp_path, node_of=None, agent_vars=None, extra_nodes=()):
         agent_hosts = {"k3s-agent-%d" % index: dict({"vm_id": 119 + index, "proxmox_node": "pve%d" % index},
                                                     **(agent_vars or {}).get("k3s-agent-%d" % index, {}))
                        for index in (1, 2, 3)}
+        for agent, names in (kubeconfig_names or {}).items():
+            agent_hosts[agent].update({name: k8s.kubeconfig for name in names})
+        connection = {} if kubeconfig_names else {"kubernetes_kubeconfig": k8s.kubeconfig}
         inventory = {"all": {
             "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                      "gpu_vm_proxmox_api_host": "127.0.0.1", "gpu_vm_proxmox_api_port": sim.port,
                      "gpu_vm_proxmox_api_user": "root@pam", "gpu_vm_proxmox_api_password": "rootpass",
-                     "gpu_vm_proxmox_ca_path": sim.ca_path, "gpu_vm_kubeconfig": k8s.kubeconfig,
-                     "gpu_worker_kubeconfig": k8s.kubeconfig, "gpu_vm_efidisk_storage": "local-lvm"},
+                     "gpu_vm_proxmox_ca_path": sim.ca_path, "gpu_vm_efidisk_storage": "local-lvm", **connection},
             "children": {"proxmox_hosts": {"hosts": hosts}, "k3s_gpu_agents": {"hosts": agent_hosts}},
         }}
         path = tmp_path / "inventory.json"
@@ -449,22 +453,49 @@ def test_the_one_variable_names_the_node_drained_labelled_and_uncordoned(sim, tm
 
 
 def test_the_deprecated_names_are_honoured_with_a_warning(sim, tmp_path):
-    # agent 1 sets the drain's old name, agent 2 the labels' old name, agent 3 both: each names the node for all
-    agent_vars = _agents(tmp_path, **{
-        "k3s-agent-1": {"gpu_vm_kubernetes_node": NODE_OF["k3s-agent-1"]},
-        "k3s-agent-2": {"gpu_worker_node_name": NODE_OF["k3s-agent-2"]},
-        "k3s-agent-3": {"gpu_vm_kubernetes_node": NODE_OF["k3s-agent-3"], "gpu_worker_node_name": NODE_OF["k3s-agent-3"]},
-    })
-    with _fleet(sim, tmp_path, node_of=NODE_OF, agent_vars=agent_vars, extra_nodes=DECOYS) as fleet:
+    # agent 1 sets the drain's old names, agent 2 the labels' old names, agent 3 both: each names the node and the
+    # cluster for the plan, the drain and the labels alike (agent 3 drains through gpu_worker's kubeconfig too)
+    old_node = {"k3s-agent-1": ["gpu_vm_kubernetes_node"], "k3s-agent-2": ["gpu_worker_node_name"],
+                "k3s-agent-3": ["gpu_vm_kubernetes_node", "gpu_worker_node_name"]}
+    old_kubeconfig = {"k3s-agent-1": ["gpu_vm_kubeconfig"], "k3s-agent-2": ["gpu_worker_kubeconfig"],
+                      "k3s-agent-3": ["gpu_worker_kubeconfig"]}
+    agent_vars = _agents(tmp_path, **{agent: {name: NODE_OF[agent] for name in names} for agent, names in old_node.items()})
+    with _fleet(sim, tmp_path, node_of=NODE_OF, agent_vars=agent_vars, extra_nodes=DECOYS,
+                kubeconfig_names=old_kubeconfig) as fleet:
         rc, output = site(fleet)
         assert rc == 0, output
         flat = " ".join(output.split())
-        for agent, old in (("k3s-agent-1", "gpu_vm_kubernetes_node"), ("k3s-agent-2", "gpu_worker_node_name"),
-                           ("k3s-agent-3", "gpu_vm_kubernetes_node"), ("k3s-agent-3", "gpu_worker_node_name")):
-            assert "%s: %s is deprecated; set the host variable kubernetes_node_name instead" % (agent, old) in flat, output
+        for agent, names in old_node.items():
+            for old in names:
+                assert "%s: %s is deprecated; set the host variable kubernetes_node_name instead" % (agent, old) in flat, output
+        for agent, names in old_kubeconfig.items():
+            for old in names:
+                assert "%s: %s is deprecated; set the host variable kubernetes_kubeconfig instead" % (agent, old) in flat, output
+        assert "drain: gpu-node-1.home.arpa" in output and "drain: gpu-node-3.home.arpa" in output, output
         touched = _touched(fleet)
+        stopped = [NODE_OF["k3s-agent-1"], NODE_OF["k3s-agent-3"]]
+        assert [t for t in touched if t[0] == "cordon"] == [("cordon", node) for node in stopped], touched
+        assert [t for t in touched if t[0] == "uncordon"] == [("uncordon", node) for node in stopped], touched
         assert {node for _action, node in touched} == set(NODE_OF.values()), touched
         assert sorted(node for action, node in touched if action == "patch_node") == sorted(NODE_OF.values()), touched
+
+
+def test_old_kubeconfig_names_that_disagree_stop_the_plan_before_any_change(sim, tmp_path):
+    # the drain would read one cluster and the labels another: the plan names both and the fix
+    agent_vars = _agents(tmp_path, **{agent: {"kubernetes_node_name": node} for agent, node in NODE_OF.items()})
+    agent_vars["k3s-agent-2"].update(gpu_vm_kubeconfig=str(tmp_path / "elsewhere.yaml"))
+    with _fleet(sim, tmp_path, node_of=NODE_OF, agent_vars=agent_vars, extra_nodes=DECOYS,
+                kubeconfig_names={agent: ["gpu_worker_kubeconfig"] for agent in NODE_OF}) as fleet:
+        sim.reset_counters()
+        rc, output = site(fleet)
+        assert rc != 0, output
+        flat = " ".join(output.split())
+        assert ("k3s-agent-2: gpu_vm_kubeconfig=%s and gpu_worker_kubeconfig=%s name different kubeconfigs; the drain "
+                "and the labels would go to different clusters. Fix: set the host variable kubernetes_kubeconfig"
+                % (tmp_path / "elsewhere.yaml", fleet["k8s"].kubeconfig)) in flat, output
+        assert sim.counters()["writes_without_auth"] == 0
+        assert _touched(fleet) == [] and not [e for e in fleet["k8s"].requests() if e["action"] == "evict"]
+        assert _driver(fleet["roots"]["pve1"]) == "i915" and sim.vm(122)["config"]["machine"] == "pc"
 
 
 def test_a_missing_node_is_refused_by_the_plan_before_any_change(sim, tmp_path):

@@ -421,8 +421,8 @@ def missing_k8s_nodes(touches, k8s_nodes):
             "k8s_node", "agent %s: Kubernetes node %s (%s) is not in the cluster; the run would %s it"
             % (touch["host"], touch["k8s_node"], k8s_node.described(touch.get("source")), _and(touch["actions"])),
             "set the host variable %s of %s to the node's name as kubectl get nodes lists it, or point "
-            "gpu_vm_kubeconfig and gpu_worker_kubeconfig at the cluster the agent joined"
-            % (k8s_node.VARIABLE, touch["host"]),
+            "%s at the cluster the agent joined"
+            % (k8s_node.VARIABLE, touch["host"], " and ".join(k8s_node.CONNECTION_VARIABLES)),
             touch.get("node"), host=touch["host"], k8s_node=touch["k8s_node"], option=k8s_node.VARIABLE))
     return refusals
 

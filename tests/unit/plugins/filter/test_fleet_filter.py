@@ -114,7 +114,7 @@ def test_agents_without_a_vm_plan_are_named_too():
 
 def test_a_missing_node_is_refused_with_the_agent_the_variable_and_the_fix():
     hv = _hostvars()
-    hv["k3s-agent-1"].update(kubernetes_node_name="agent-1.lan", gpu_vm_kubeconfig="/k3s.yaml", gpu_worker_kubeconfig="/k3s.yaml")
+    hv["k3s-agent-1"].update(kubernetes_node_name="agent-1.lan", kubernetes_kubeconfig="/k3s.yaml")
     plan = FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), k8s_nodes=_nodes("k3s-agent-1", "k3s-agent-2", "k3s-agent-3"),
                                  labels=True)
     assert plan["ok"] is False
@@ -123,13 +123,14 @@ def test_a_missing_node_is_refused_with_the_agent_the_variable_and_the_fix():
     assert refusal["message"] == ("agent k3s-agent-1: Kubernetes node agent-1.lan (kubernetes_node_name) is not in the "
                                   "cluster; the run would drain, uncordon and label it")
     assert "kubernetes_node_name of k3s-agent-1" in refusal["fix"] and "kubectl get nodes" in refusal["fix"]
+    assert "or point kubernetes_kubeconfig and kubernetes_context at the cluster the agent joined" in refusal["fix"]
     assert any(line.startswith("REFUSED (pve-1): agent k3s-agent-1: Kubernetes node agent-1.lan") for line in plan["lines"])
 
 
 def test_only_the_nodes_the_run_touches_must_exist():
     hv = _hostvars(fresh=())
     for i in (1, 2, 3):
-        hv["k3s-agent-%d" % i].update(gpu_vm_kubeconfig="/k3s.yaml", gpu_worker_kubeconfig="/k3s.yaml")
+        hv["k3s-agent-%d" % i].update(kubernetes_kubeconfig="/k3s.yaml")
     # agent 2's VM is stopped (no drain), agent 1 runs but nothing changes on pve-1
     hv["k3s-agent-1"]["gpu_vm_plan"] = {"vmid": 120, "plan": []}
     nodes = _nodes("k3s-agent-3")
@@ -142,12 +143,15 @@ def test_only_the_nodes_the_run_touches_must_exist():
         ("k3s-agent-1", "label it"), ("k3s-agent-2", "label it")]
     # not read (no kubeconfig): no check
     assert FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), labels=True)["ok"]
-    # gpu_vm_drain false, gpu_worker_label_node false, or labels through another cluster: not touched
+    # gpu_vm_drain false, gpu_worker_label_node false: not touched
     hv["k3s-agent-3"]["gpu_vm_drain"] = "false"
-    hv["k3s-agent-1"]["gpu_worker_label_node"] = False
-    hv["k3s-agent-2"]["gpu_worker_kubeconfig"] = "/elsewhere.yaml"
-    hv["k3s-agent-3"]["gpu_worker_kube_context"] = "other"
+    for i in (1, 2, 3):
+        hv["k3s-agent-%d" % i]["gpu_worker_label_node"] = False
     assert FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), k8s_nodes=_nodes(), labels=True)["ok"]
+    # one connection for the drain and the labels: every agent labelled is checked against the Nodes the plan read
+    hv["k3s-agent-2"]["gpu_worker_label_node"] = True
+    plan = FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), k8s_nodes=_nodes(), labels=True)
+    assert [(r["host"], r["message"].rsplit("would ", 1)[1]) for r in plan["refusals"]] == [("k3s-agent-2", "label it")]
 
 
 def test_the_plan_names_the_deprecated_variable_and_honours_it(monkeypatch):
@@ -171,11 +175,49 @@ def test_the_plan_decides_each_members_drain_by_the_rule_it_checks_nodes_with():
     # the window drains exactly the nodes the plan checked: a stopping agent with a kubeconfig and gpu_vm_drain
     hv = _hostvars()
     for i in (1, 2, 3):
-        hv["k3s-agent-%d" % i]["gpu_vm_kubeconfig"] = "/k3s.yaml"
+        hv["k3s-agent-%d" % i]["kubernetes_kubeconfig"] = "/k3s.yaml"
     hv["k3s-agent-3"]["gpu_vm_drain"] = "false"
     members = FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster())["rolling"]["members"]
     # agent 1 stops with its rebooting host; agent 2's VM is stopped already; agent 3 may not be drained
     assert [(h, members[h]["stop"], members[h]["drain"]) for h in ("k3s-agent-1", "k3s-agent-2", "k3s-agent-3")] == [
         ("k3s-agent-1", True, True), ("k3s-agent-2", False, False), ("k3s-agent-3", True, False)]
-    del hv["k3s-agent-1"]["gpu_vm_kubeconfig"]
+    del hv["k3s-agent-1"]["kubernetes_kubeconfig"]
     assert FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster())["rolling"]["members"]["k3s-agent-1"]["drain"] is False
+    # a context alone names no kubeconfig: kubernetes.core's defaults, not read by the plan, not drained
+    hv["k3s-agent-1"]["kubernetes_context"] = "homelab"
+    assert FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster())["rolling"]["members"]["k3s-agent-1"]["drain"] is False
+
+
+def test_the_plan_honours_the_old_connection_names_of_either_role(monkeypatch):
+    from ansible_collections.homelab.gpu_passthrough.plugins.filter import k8s_node as plugin  # pylint: disable=import-outside-toplevel
+
+    warned = []
+    monkeypatch.setattr(plugin.display, "deprecated", lambda msg, **_kw: warned.append(msg))
+    hv = _hostvars()
+    # agent 1 names its kubeconfig in gpu_vm's old name, agent 3 in gpu_worker's: one cluster for both roles
+    hv["k3s-agent-1"]["gpu_vm_kubeconfig"] = "/k3s.yaml"
+    hv["k3s-agent-3"]["gpu_worker_kubeconfig"] = "/k3s.yaml"
+    members = FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster())["rolling"]["members"]
+    assert [(h, members[h]["drain"]) for h in ("k3s-agent-1", "k3s-agent-3")] == [
+        ("k3s-agent-1", True), ("k3s-agent-3", True)]
+    assert warned == [
+        "k3s-agent-1: gpu_vm_kubeconfig is deprecated; set the host variable kubernetes_kubeconfig instead "
+        "(same value: /k3s.yaml)",
+        "k3s-agent-3: gpu_worker_kubeconfig is deprecated; set the host variable kubernetes_kubeconfig instead "
+        "(same value: /k3s.yaml)"]
+
+
+def test_the_plan_refuses_old_connection_names_that_disagree():
+    # the drain through one cluster, the labels through another: stopped before anything is read or changed
+    hv = _hostvars()
+    hv["k3s-agent-2"].update(gpu_vm_kubeconfig="/a.yaml", gpu_worker_kubeconfig="/b.yaml")
+    with pytest.raises(AnsibleFilterError, match="k3s-agent-2: gpu_vm_kubeconfig=/a.yaml and gpu_worker_kubeconfig=/b.yaml "
+                                                 "name different kubeconfigs; .* set the host variable kubernetes_kubeconfig"):
+        FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster())
+    hv["k3s-agent-2"].update(gpu_vm_kubeconfig="/k3s.yaml", gpu_worker_kubeconfig="/k3s.yaml",
+                             gpu_vm_kube_context="homelab", gpu_worker_kube_context="lab")
+    with pytest.raises(AnsibleFilterError, match="name different kubeconfig contexts"):
+        FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster())
+    # the new variables settle it
+    hv["k3s-agent-2"].update(kubernetes_kubeconfig="/k3s.yaml", kubernetes_context="homelab")
+    assert FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster())["ok"]
