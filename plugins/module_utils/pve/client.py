@@ -79,6 +79,36 @@ def pve_module(argument_spec, ranges=None, empty_means_default=(), required_one_
     )
 
 
+# The inventory variables that name the Proxmox VE connection of the roles' API calls (the module_defaults of the
+# collection's proxmox action group), one per option of AUTH_ARGUMENT_SPEC the roles pass. The lookup
+# proxmox_connection reads them for the gpu_vm and site roles.
+CONNECTION_VARIABLES = (
+    ("api_host", "gpu_vm_proxmox_api_host"),
+    ("api_port", "gpu_vm_proxmox_api_port"),
+    ("api_user", "gpu_vm_proxmox_api_user"),
+    ("api_password", "gpu_vm_proxmox_api_password"),
+    ("api_token_id", "gpu_vm_proxmox_api_token_id"),
+    ("api_token_secret", "gpu_vm_proxmox_api_token_secret"),
+    ("validate_certs", "gpu_vm_proxmox_validate_certs"),
+    ("ca_path", "gpu_vm_proxmox_ca_path"),
+)
+
+
+def connection(variables):
+    """The module options named by ``variables`` (variable name -> value), only those that are set.
+
+    An unset, null or empty variable leaves its option to the module (its environment fallback, then its
+    default), so ``PROXMOX_*`` in AWX credentials still apply; ``validate_certs: false`` is a value, kept.
+    """
+    options = {}
+    for option, variable in CONNECTION_VARIABLES:
+        value = (variables or {}).get(variable)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        options[option] = value
+    return options
+
+
 FIX_TLS = (
     "give the cluster's CA certificate with 'ca_path: <your cluster CA, /etc/pve/pve-root-ca.pem on a node>' "
     "(or PROXMOX_CA_PATH), or turn the check off with 'validate_certs: false' on a network you control."
