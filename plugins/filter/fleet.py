@@ -16,6 +16,13 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain impo
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.links import to_bool
 
 
+def _read(value):
+    """A read the run made: None when it was not made (omitted, or a registered result of a skipped task)."""
+    if isinstance(value, Mapping) and value.get("skipped") and not value.get("changed"):
+        return None
+    return value
+
+
 def _resources(value, name):
     """The ``resources`` of a k8s_info result, or a plain list."""
     if value is None:
@@ -71,6 +78,7 @@ def fleet_plan(hostvars, groups, cluster=None, budgets=None, pods=None, limit=No
                k8s_nodes=None, labels=False):
     if not isinstance(hostvars, Mapping) or not isinstance(groups, Mapping):
         raise AnsibleFilterError("fleet_plan expects hostvars as input and groups as its first argument")
+    cluster, budgets, pods, k8s_nodes = (_read(value) for value in (cluster, budgets, pods, k8s_nodes))
     allowed = None if limit is None else {str(h) for h in limit}
     info = _plain(cluster) or {}
     guests_by_node = info.get("guests") or {}

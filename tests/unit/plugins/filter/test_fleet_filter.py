@@ -221,3 +221,15 @@ def test_the_plan_refuses_old_connection_names_that_disagree():
     # the new variables settle it
     hv["k3s-agent-2"].update(kubernetes_kubeconfig="/k3s.yaml", kubernetes_context="homelab")
     assert FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster())["ok"]
+
+
+def test_a_skipped_read_counts_as_not_read():
+    hv = _hostvars()
+    hv["k3s-agent-1"].update(kubernetes_node_name="agent-1.lan", kubernetes_kubeconfig="/k3s.yaml")
+    skipped = {"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}
+    read = FILTERS["fleet_plan"](hv, GROUPS, cluster=_cluster(), k8s_nodes=_nodes("k3s-agent-1"), labels=True)
+    not_read = FILTERS["fleet_plan"](hv, GROUPS, cluster=skipped, budgets=skipped, pods=skipped, k8s_nodes=skipped,
+                                     labels=True)
+    assert "k8s_node" in [r["kind"] for r in read["refusals"]]
+    assert not any(r["kind"] == "k8s_node" for r in not_read["refusals"]), not_read["refusals"]
+    assert not_read == FILTERS["fleet_plan"](hv, GROUPS, labels=True)
