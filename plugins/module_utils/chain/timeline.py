@@ -185,21 +185,23 @@ def _span(events, node, first, last, guest=None):
     return {"seconds": round(inside[-1]["t"] - inside[0]["t"], 1), "parts": parts}
 
 
-def downtime(events):
+def _cost(events, node):
+    """What ``node``'s window cost: ``{node, down: {vmid: span}, cordoned: {vmid: span}}`` (see ``downtime``)."""
+    guests = sorted({e["guest"] for e in events if e.get("node") == node and e.get("guest") is not None
+                     and e["event"] in ("guest_stop", "cordon")})
+    return {"node": node,
+            "down": {g: _span(events, node, "guest_stop", "guest_start", g) for g in guests
+                     if any(e["event"] == "guest_stop" and e.get("guest") == g for e in events)},
+            "cordoned": {g: _span(events, node, "cordon", "uncordon", g) for g in guests
+                         if any(e["event"] == "cordon" and e.get("guest") == g for e in events)}}
+
+
+def downtime(events, rolled=None):
     """Per node, what its window cost, in the order the nodes rolled: ``{node, down: {vmid: span}, cordoned: {vmid:
     span}}``. ``down`` is a guest's ``guest_stop`` -> ``guest_start`` (the VM off), ``cordoned`` its node's ``cordon``
-    -> ``uncordon`` (out of service); a span is ``_span``'s, None while it is open."""
-    result = []
-    for w in windows(events):
-        node = w["node"]
-        guests = sorted({e["guest"] for e in events if e.get("node") == node and e.get("guest") is not None
-                         and e["event"] in ("guest_stop", "cordon")})
-        result.append({"node": node,
-                       "down": {g: _span(events, node, "guest_stop", "guest_start", g) for g in guests
-                                if any(e["event"] == "guest_stop" and e.get("guest") == g for e in events)},
-                       "cordoned": {g: _span(events, node, "cordon", "uncordon", g) for g in guests
-                                    if any(e["event"] == "cordon" and e.get("guest") == g for e in events)}})
-    return result
+    -> ``uncordon`` (out of service); a span is ``_span``'s, None while it is open. ``rolled``: ``windows(events)``
+    when the caller has it already."""
+    return [_cost(events, w["node"]) for w in (windows(events) if rolled is None else rolled)]
 
 
 def _span_text(span):
@@ -211,8 +213,9 @@ def _span_text(span):
 def window_lines(events):
     """The windows for humans: one line per node, then one per guest that went down or was cordoned, with the parts."""
     lines = []
-    costs = {c["node"]: c for c in downtime(events)}
-    for w in windows(events):
+    rolled = windows(events)
+    costs = {c["node"]: c for c in downtime(events, rolled)}
+    for w in rolled:
         guests = ", ".join("%s %s" % (g, "%.1f s" % s if s is not None else "not started") for g, s in w["guests"].items())
         lines.append("%s: %s; window %s%s; guests: %s; %.1f s in all" % (
             w["node"], w["status"], "%.1f s" % w["seconds"] if w["seconds"] is not None else "none",
