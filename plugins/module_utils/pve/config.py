@@ -53,6 +53,15 @@ def parse_bool(value):
     return None
 
 
+def with_description_line(description, is_ours, line=None):
+    """A VM ``description`` with the lines ``is_ours`` picks removed (and the blank lines they leave at the end), then
+    ``line`` appended when given: how the collection keeps its one-line marks in a description the user also writes."""
+    kept = [text for text in str(description or "").split("\n") if not is_ours(text)]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return "\n".join(kept + ([line] if line else []))
+
+
 def slot_sort_key(key):
     """``hostpci2`` < ``hostpci10``: config keys ordered by name, then number."""
     match = re.match(r"^([a-z_-]+)(\d+)$", key)

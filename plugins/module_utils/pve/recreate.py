@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.config import with_description_line
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.plan import NIC_MODELS, parse_net
 
 MARK = "pve_vm_q35"
@@ -104,10 +105,7 @@ def parse_mark(description):
 
 def with_mark(description, line):
     """``description`` with its mark line replaced by ``line`` (appended when it has none)."""
-    kept = [x for x in str(description or "").split("\n") if not _LINE_RE.match(x.strip())]
-    while kept and not kept[-1].strip():
-        kept.pop()
-    return "\n".join(kept + [line]) if kept else line
+    return with_description_line(description, lambda text: _LINE_RE.match(text.strip()), line)
 
 
 def net_with_mac(value, mac):

@@ -52,12 +52,8 @@ def start_pending(config):
 
 def with_start_mark(description, reason=None):
     """``description`` without its start mark, plus a new one when ``reason`` is given."""
-    kept = [line for line in str(description or "").split("\n") if not line.startswith(START_MARK)]
-    while kept and not kept[-1].strip():
-        kept.pop()
-    if reason:
-        kept.append("%s %s" % (START_MARK, " ".join(str(reason).split())[:200]))
-    return "\n".join(kept)
+    mark = "%s %s" % (START_MARK, " ".join(str(reason).split())[:200]) if reason else None
+    return pve_config.with_description_line(description, lambda line: line.startswith(START_MARK), mark)
 
 
 class VmService:
