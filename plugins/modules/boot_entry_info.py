@@ -21,7 +21,9 @@ description:
     C(default) glob of C(loader/loader.conf), or else the newest entry, and its C(options) lines.
   - When C(/etc/kernel/proxmox-boot-uuids) lists ESPs, every one of them is read (mounted read-only for the time
     of the read when not mounted), since C(proxmox-boot-tool refresh) writes them all and the firmware may boot any.
-  - Judges each entry, it must carry C(root=), every argument of O(present) and none of O(absent).
+  - Judges each entry, it must carry C(root=), every argument of O(present) and none of O(absent), and, with
+    O(modules), boot a kernel whose C(/lib/modules/<version>/) has each of them, so a host is never rebooted into
+    a kernel without the driver its mode loads (an upgraded kernel without its dkms build).
     RV(ok) says whether it is safe to reboot; RV(msg) names each bad entry, where it is, what it holds, and RV(fix) what to run.
   - Never changes anything and does not fail on a bad entry; the caller decides (the proxmox_gpu_prep role refuses to reboot).
 options:
@@ -33,6 +35,17 @@ options:
   absent:
     description:
       - Arguments the entry must not carry. A bare name matches it with any value, V(name=value) only that value.
+      - An empty string as an item is refused.
+    type: list
+    elements: str
+    default: []
+  modules:
+    description:
+      - Kernel modules the kernel of each entry must have, in its C(/lib/modules/<version>/) or built in (its
+        C(modules.builtin)). C(-) and C(_) in a name are the same, as for modprobe.
+      - A path below C(/lib/modules/<version>/) ending in a module name, like V(updates/dkms/i915), asks for that
+        build only, where dkms installs it; the stock module of the same name does not count.
+      - The kernel is the version in the entry's image name (C(vmlinuz-<version>)) or its loader entry's C(version).
       - An empty string as an item is refused.
     type: list
     elements: str
@@ -89,6 +102,13 @@ EXAMPLES = r"""
       iommu: pt
   register: boot_entry
 
+- name: Read back the entry of a host sharing its GPU with SR-IOV, and the dkms build in the kernel it boots
+  homelab.gpu_passthrough.boot_entry_info:
+    present:
+      i915.enable_guc: "3"
+      i915.max_vfs: "7"
+    modules: [vfio-pci, updates/dkms/i915]
+  register: boot_entry
 - name: Refuse to reboot into a command line the boot loader does not carry
   ansible.builtin.fail:
     msg: "{{ boot_entry.msg }} Fix: {{ boot_entry.fix }}"
@@ -139,6 +159,22 @@ entries:
     cmdline:
       description: Its kernel arguments; null when none could be read.
       type: str
+    kernel:
+      description: The version of the kernel it boots (the name of its C(/lib/modules/<version>/)); null when the
+        image path names none.
+      type: str
+      sample: 6.8.12-4-pve
+    modules:
+      description:
+        - With O(modules), each asked for with where the kernel has it (its path below C(/lib/modules/<version>/),
+          or V(builtin)), or null when it lacks it.
+        - Null when the kernel has no C(/lib/modules/<version>/) or no version could be told.
+      type: dict
+      sample: {"vfio-pci": "builtin", "updates/dkms/i915": "updates/dkms/i915.ko.xz"}
+    missing_modules:
+      description: With O(modules), those its kernel lacks.
+      type: list
+      elements: str
     problem:
       description: Why no command line could be read, else null.
       type: str
@@ -160,7 +196,12 @@ import os
 import tempfile
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.boot_entry import judge, read_boot_entries, under
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.boot_entry import (
+    check_module_specs,
+    judge,
+    read_boot_entries,
+    under,
+)
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.cmdline import validate_args
 
 
@@ -204,9 +245,11 @@ def esp_opener(module, root):
 def run(module):
     p = module.params
     validate_args(p["present"], p["absent"])
+    check_module_specs(p["modules"])
     root = p["root"] or "/"
-    found = read_boot_entries(root, p["bootloader"], p["grub_cfg"], p["esp_paths"], open_esp=esp_opener(module, root))
-    verdict = judge(found["entries"], p["present"], p["absent"], fix=found["fix"])
+    found = read_boot_entries(root, p["bootloader"], p["grub_cfg"], p["esp_paths"], open_esp=esp_opener(module, root),
+                              modules=p["modules"])
+    verdict = judge(found["entries"], p["present"], p["absent"], fix=found["fix"], modules=p["modules"])
     return dict(changed=False, bootloader=found["bootloader"], managed_by=found["managed_by"], **verdict)
 
 
@@ -215,6 +258,7 @@ def main():
         dict(
             present=dict(type="dict", default={}),
             absent=dict(type="list", elements="str", default=[]),
+            modules=dict(type="list", elements="str", default=[]),
             bootloader=dict(type="str", default="auto", choices=["auto", "grub", "systemd-boot"]),
             grub_cfg=dict(type="path", default="/boot/grub/grub.cfg"),
             esp_paths=dict(type="list", elements="path", default=["/efi", "/boot/efi", "/boot"]),

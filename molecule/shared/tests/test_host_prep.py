@@ -136,3 +136,20 @@ def test_boot_entry_read_back_carries_root_and_the_args(host):
         assert any(arg.startswith("root=") for arg in args), entry
         for arg in REQUIRED_ARGS:
             assert arg in args, f"{arg} missing from {entry['where']} entry {entry['name']}: {args}"
+
+
+def test_boot_entry_read_back_checks_the_modules_of_the_kernel_it_boots(host):
+    """The kernel each entry boots, read from the entry, has vfio-pci in its /lib/modules; a dkms build it lacks
+    (no i915-sriov-dkms on the lab host) is refused with the command that builds it."""
+    running = host.check_output("uname -r")
+    result = host.ansible(
+        "homelab.gpu_passthrough.boot_entry_info",
+        "present=" + ",".join(REQUIRED_ARGS) + " modules=vfio_pci,vfio_iommu_type1,updates/i915",
+        become=True, check=True,
+    )
+    assert result["ok"] is False, result["msg"]
+    for entry in result["entries"]:
+        assert entry["kernel"] == running, entry
+        assert entry["modules"]["vfio_pci"] and entry["modules"]["vfio_iommu_type1"], entry
+        assert entry["missing_modules"] == ["updates/i915"], entry
+    assert f"dkms autoinstall -k <version> for each of {running}" in result["fix"], result["fix"]

@@ -36,6 +36,7 @@ import os
 import re
 import shlex
 
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.cmdline import (
     carries,
     has_root,
@@ -45,6 +46,10 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.cmdli
 )
 
 LINUX_COMMANDS = ("linux", "linuxefi", "linux16")
+KERNEL_IMAGE_PREFIXES = ("vmlinuz-", "vmlinux-", "bzImage-")
+# kmod's module file suffixes (kmod libkmod-module.c: .ko, compressed .ko.gz, .ko.xz, .ko.zst)
+MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
+MODULES_DIR = "/lib/modules"
 
 FIX_GRUB = "Run update-grub, check GRUB_DEFAULT in /etc/default/grub (and grub-editenv list for saved_entry), then run the role again."
 FIX_PBT = "Run proxmox-boot-tool refresh (proxmox-boot-tool status lists the ESPs; proxmox-boot-tool clean drops ones that are gone), then run the role again."
@@ -163,6 +168,26 @@ def resolve_grub_entry(cfg, selector):
     return node
 
 
+def linux_image(line):
+    """The kernel image path of a ``linux`` line (its second word), or None."""
+    tokens = parse(line or "")
+    return tokens[1] if len(tokens) > 1 else None
+
+
+def kernel_version(image, version=None):
+    """The kernel version (the name of its ``/lib/modules/<version>/``) an entry boots: a loader entry's ``version``
+    field when given, else what follows ``vmlinuz-`` in the image's file name (``/boot/vmlinuz-6.8.12-4-pve``,
+    proxmox-boot-tool's ``/EFI/proxmox/6.8.12-4-pve/vmlinuz-6.8.12-4-pve``). None when neither names one (a bare
+    ``/vmlinuz`` link)."""
+    if version and str(version).strip():
+        return str(version).strip()
+    name = os.path.basename(str(image or "").replace("\\", "/"))
+    for prefix in KERNEL_IMAGE_PREFIXES:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix):]
+    return None
+
+
 def linux_args(line):
     """The kernel arguments of a ``linux`` line: everything after the kernel path."""
     tokens = parse(line or "")
@@ -174,7 +199,7 @@ def grub_entry(cfg_text, env_text=None, where="/boot/grub/grub.cfg"):
     cfg = parse_grub_cfg(cfg_text)
     selector, how = grub_default(cfg, parse_grubenv(env_text))
     entry = resolve_grub_entry(cfg, selector)
-    found = {"where": where, "name": None, "cmdline": None, "problem": None, "chosen_by": how}
+    found = {"where": where, "name": None, "cmdline": None, "problem": None, "chosen_by": how, "kernel": None}
     if entry is None:
         titles = ", ".join(repr(n["title"]) for n in cfg["entries"]) or "none"
         found["problem"] = "the default %r (%s) names no bootable menu entry (top-level entries: %s)" % (selector, how, titles)
@@ -184,6 +209,7 @@ def grub_entry(cfg_text, env_text=None, where="/boot/grub/grub.cfg"):
     else:
         found["name"] = entry["title"]
         found["cmdline"] = linux_args(entry["linux"])
+        found["kernel"] = kernel_version(linux_image(entry["linux"]))
     return found
 
 
@@ -244,7 +270,7 @@ def systemd_boot_entry(entries, loader_conf=None, efi_default=None, efi_oneshot=
     @saved`` in ``loader.conf`` means the entry booted last (``LoaderEntryLastBooted``).
     """
     ordered = order_entries(entries or {})
-    found = {"where": where, "name": None, "cmdline": None, "problem": None, "chosen_by": None}
+    found = {"where": where, "name": None, "cmdline": None, "problem": None, "chosen_by": None, "kernel": None}
     if not ordered:
         found["problem"] = "no loader entry in loader/entries"
         return found
@@ -273,6 +299,7 @@ def systemd_boot_entry(entries, loader_conf=None, efi_default=None, efi_oneshot=
         found["chosen_by"] = "newest entry (loader.conf names no default)"
     name, fields = chosen
     found["name"] = name
+    found["kernel"] = kernel_version(fields["linux"], fields["version"])
     if fields["options"] is None:
         found["problem"] = "loader entry %s has no options line" % name
     else:
@@ -293,6 +320,92 @@ def read_pbt_uuids(text):
     return [ln.strip() for ln in (text or "").splitlines() if ln.strip() and not ln.strip().startswith("#")]
 
 
+# --------------------------------------------------------------------------- the kernel's modules
+
+
+def module_name(name):
+    """A module name as modprobe compares it: ``-`` and ``_`` are the same (kmod ``modname_normalize``)."""
+    return str(name).replace("-", "_")
+
+
+def check_module_specs(specs, option="modules"):
+    """Refuse a module spec that is not ``name`` or ``dir/.../name`` relative to ``/lib/modules/<version>/`` (for
+    example ``updates/dkms/i915``: the module must be there, where dkms installs its builds)."""
+    for spec in specs or []:
+        text = str(spec)
+        parts = text.split("/")
+        if not text or text.startswith("/") or any(part in ("", ".", "..") for part in parts) \
+                or not re.match(r"^[A-Za-z0-9_-]+$", parts[-1]):
+            raise PassthroughError(
+                "%s: %r is not a kernel module name; nothing was read." % (option, spec),
+                fix="give %s a module name like vfio-pci, or a path below /lib/modules/<version>/ ending in one, like "
+                    "updates/dkms/i915 (where dkms installs its builds)." % option,
+                link="input", details={"option": option, "value": spec})
+
+
+def find_modules(files, builtin_text, wanted):
+    """Which of ``wanted`` a kernel has: ``{spec: where}``.
+
+    ``files`` are the paths of the module files under ``/lib/modules/<version>/`` (relative), ``builtin_text`` that
+    kernel's ``modules.builtin`` (the modules built into the image, one path per line). ``where`` is the module file's
+    relative path, ``builtin`` when the image has it, None when the kernel lacks it. A spec ``dir/name`` only counts a
+    file below ``dir/`` (not a builtin): dkms installs to ``updates/dkms/``, and the stock module of the same name
+    is not the build the mode needs.
+    """
+    by_name = {}
+    for path in sorted(files or []):
+        base = os.path.basename(path)
+        for suffix in MODULE_SUFFIXES:
+            if base.endswith(suffix):
+                by_name.setdefault(module_name(base[: -len(suffix)]), []).append(path)
+                break
+    builtin = set()
+    for line in (builtin_text or "").splitlines():
+        base = os.path.basename(line.strip())
+        if base.endswith(".ko"):
+            builtin.add(module_name(base[:-3]))
+    found = {}
+    for spec in wanted or []:
+        directory, _slash, name = str(spec).rpartition("/")
+        paths = by_name.get(module_name(name), [])
+        if directory:
+            paths = [path for path in paths if path.startswith(directory.rstrip("/") + "/")]
+        if paths:
+            found[spec] = paths[0]
+        elif not directory and module_name(name) in builtin:
+            found[spec] = "builtin"
+        else:
+            found[spec] = None
+    return found
+
+
+def read_kernel_modules(root, version, wanted):
+    """``find_modules`` for the kernel ``version`` installed under ``root``; None when it has no
+    ``/lib/modules/<version>/`` (the kernel's modules are not installed)."""
+    base = under(root, os.path.join(MODULES_DIR, version))
+    if not version or not os.path.isdir(base):
+        return None
+    files = []
+    for directory, _dirs, names in os.walk(base):
+        files.extend(os.path.relpath(os.path.join(directory, name), base) for name in names
+                     if name.endswith(MODULE_SUFFIXES))
+    return find_modules(files, read_text(os.path.join(base, "modules.builtin")), wanted)
+
+
+def fix_modules(kernels, missing):
+    """What to run when entries boot ``kernels`` that lack ``missing`` (module specs)."""
+    versions = " ".join(sorted(set(kernels)))
+    steps = []
+    if any("/" in spec for spec in missing):
+        steps.append("build the dkms modules for the kernel it boots: dkms autoinstall -k <version> for each of %s "
+                     "(dkms status lists what is built for which kernel)" % versions)
+    if any("/" not in spec for spec in missing):
+        steps.append("install the complete kernel package of %s (its /lib/modules/<version>/ lacks modules)" % versions)
+    steps.append("or boot a kernel that has them (proxmox-boot-tool kernel pin <version>, or GRUB_DEFAULT), then "
+                 "run the role again")
+    return "; ".join(steps) + "."
+
+
 # --------------------------------------------------------------------------- judgement
 
 
@@ -303,15 +416,19 @@ def missing_args(cmdline, present=None, absent=None):
     return missing, unwanted
 
 
-def judge(entries, present=None, absent=None, fix=FIX_GRUB):
-    """Whether every entry the boot loader may boot carries ``root=`` and the wanted arguments.
+def judge(entries, present=None, absent=None, fix=FIX_GRUB, modules=()):
+    """Whether every entry the boot loader may boot carries ``root=`` and the wanted arguments, and boots a kernel
+    that has the wanted ``modules``.
 
-    ``entries`` are what ``grub_entry``/``systemd_boot_entry`` return (one per ESP with
-    proxmox-boot-tool). Returns ``{"ok", "msg", "fix", "entries"}``; each entry gains ``ok``,
-    ``missing`` and ``unwanted``. ``msg`` names every bad entry, where it is and what it holds.
+    ``entries`` are what ``grub_entry``/``systemd_boot_entry`` return (one per ESP with proxmox-boot-tool); with
+    ``modules``, each has ``modules`` (what ``read_kernel_modules`` found for its kernel, None when the kernel's
+    modules are not installed). Returns ``{"ok", "msg", "fix", "entries"}``; each entry gains ``ok``, ``missing``,
+    ``unwanted`` and, with ``modules``, ``missing_modules``. ``msg`` names every bad entry, where it is and what it
+    holds.
     """
     problems = []
     judged = []
+    lacking = {}
     for entry in entries or []:
         entry = dict(entry)
         label = "%s entry %s" % (entry["where"], entry["name"]) if entry.get("name") else entry["where"]
@@ -329,7 +446,28 @@ def judge(entries, present=None, absent=None, fix=FIX_GRUB):
                 if entry["unwanted"]:
                     what.append("still has %s" % " ".join(entry["unwanted"]))
                 problems.append("%s %s (its command line: %r)" % (label, " and ".join(what), entry["cmdline"]))
-        entry["ok"] = not entry.get("problem") and has_root(entry["cmdline"]) and not entry["missing"] and not entry["unwanted"]
+        modules_ok = True
+        if modules and not entry.get("problem"):
+            kernel = entry.get("kernel")
+            have = entry.get("modules")
+            if not kernel:
+                entry["missing_modules"] = list(modules)
+                problems.append("%s boots a kernel whose version its image path does not name, so its modules "
+                                "(%s) cannot be checked" % (label, ", ".join(modules)))
+            elif have is None:
+                entry["missing_modules"] = list(modules)
+                problems.append("%s boots kernel %s, which has no %s/%s/" % (label, kernel, MODULES_DIR, kernel))
+            else:
+                entry["missing_modules"] = [spec for spec in modules if not have.get(spec)]
+                if entry["missing_modules"]:
+                    problems.append("%s boots kernel %s, which lacks %s" % (
+                        label, kernel, ", ".join("%s (no %s)" % (spec, _module_file_text(kernel, spec))
+                                                 for spec in entry["missing_modules"])))
+            modules_ok = not entry["missing_modules"]
+            if not modules_ok:
+                lacking.setdefault(kernel or "<unknown>", set()).update(entry["missing_modules"])
+        entry["ok"] = (not entry.get("problem") and has_root(entry["cmdline"]) and not entry["missing"]
+                       and not entry["unwanted"] and modules_ok)
         judged.append(entry)
     if not judged:
         problems.append("no boot entry was found to read back")
@@ -340,9 +478,29 @@ def judge(entries, present=None, absent=None, fix=FIX_GRUB):
             " and " + wanted if wanted else "",
             "; ".join("%s entry %s (%s)" % (e["where"], e["name"], e["cmdline"]) for e in judged),
         )
-    else:
-        msg = "The boot loader would not boot the wanted command line: %s." % "; ".join(problems)
-    return {"ok": ok, "msg": msg, "fix": None if ok else fix, "entries": judged}
+        if modules:
+            msg += " Each boots a kernel with %s: %s." % (", ".join(modules), "; ".join(
+                "%s (%s)" % (e["kernel"], ", ".join("%s %s" % (spec, e["modules"][spec]) for spec in modules))
+                for e in judged))
+        return {"ok": True, "msg": msg, "fix": None, "entries": judged}
+    # the command line is wrong, or only the kernel lacks modules: each has its own fix
+    cmdline_bad = not judged or any(e.get("problem") or not has_root(e.get("cmdline")) or e["missing"] or e["unwanted"]
+                                    for e in judged)
+    if not lacking:
+        return {"ok": False, "msg": "The boot loader would not boot the wanted command line: %s." % "; ".join(problems),
+                "fix": fix, "entries": judged}
+    modules_fix = fix_modules(lacking, sorted(set().union(*lacking.values())))
+    if cmdline_bad:
+        return {"ok": False, "msg": "The boot loader would not boot the wanted command line: %s." % "; ".join(problems),
+                "fix": "%s Then %s" % (fix, modules_fix), "entries": judged}
+    return {"ok": False, "msg": "The boot loader would boot a kernel without the modules it needs: %s." % "; ".join(problems),
+            "fix": modules_fix[0].upper() + modules_fix[1:], "entries": judged}
+
+
+def _module_file_text(kernel, spec):
+    directory, _slash, name = str(spec).rpartition("/")
+    where = "%s/%s/%s" % (MODULES_DIR, kernel, directory + "/" if directory else "")
+    return "%s.ko under %s" % (name, where) if directory else "%s.ko under %s nor in its modules.builtin" % (name, where)
 
 
 # --------------------------------------------------------------------------- reading a host
@@ -407,7 +565,8 @@ def _systemd_boot(root, esp_dirs, where, efi=True):
 def _grub(cfg_path, where):
     text = read_text(cfg_path)
     if text is None:
-        return {"where": where, "name": None, "cmdline": None, "problem": "it does not exist, or this user cannot read it (become: true)", "chosen_by": None}
+        return {"where": where, "name": None, "cmdline": None, "problem": "it does not exist, or this user cannot read it (become: true)", "chosen_by": None,
+                "kernel": None}
     return grub_entry(text, read_text(os.path.join(os.path.dirname(cfg_path), "grubenv")), where=where)
 
 
@@ -415,12 +574,21 @@ def _has_loader_entries(esp_dirs):
     return any(glob.glob(os.path.join(esp, "loader", "entries", "*.conf")) for esp in esp_dirs)
 
 
-def read_boot_entries(root="/", bootloader="auto", grub_cfg=GRUB_CFG, esp_paths=ESP_PATHS, open_esp=None):
-    """Read what the host boots next: ``{"bootloader", "managed_by", "entries", "fix"}``.
+def read_boot_entries(root="/", bootloader="auto", grub_cfg=GRUB_CFG, esp_paths=ESP_PATHS, open_esp=None, modules=()):
+    """Read what the host boots next: ``{"bootloader", "managed_by", "entries", "fix"}``; with ``modules``, each entry
+    also says which of them its kernel has (``read_kernel_modules``).
 
     ``open_esp(uuid)`` is a context manager yielding the directory of a proxmox-boot-tool ESP
     (mounted if need be) or None when that ESP cannot be found.
     """
+    found = _read_boot_entries(root, bootloader, grub_cfg, esp_paths, open_esp)
+    if modules:
+        for entry in found["entries"]:
+            entry["modules"] = read_kernel_modules(root, entry.get("kernel"), modules) if entry.get("kernel") else None
+    return found
+
+
+def _read_boot_entries(root, bootloader, grub_cfg, esp_paths, open_esp):
     uuids = read_pbt_uuids(read_text(under(root, PBT_UUIDS_FILE)))
     if uuids and open_esp is not None:
         entries = []
@@ -429,7 +597,7 @@ def read_boot_entries(root="/", bootloader="auto", grub_cfg=GRUB_CFG, esp_paths=
             where = "ESP %s" % uuid
             with open_esp(uuid) as esp:
                 if esp is None:
-                    entries.append({"where": where, "name": None, "cmdline": None, "chosen_by": None,
+                    entries.append({"where": where, "name": None, "cmdline": None, "chosen_by": None, "kernel": None,
                                     "problem": "listed in %s but not found or not mountable (/dev/disk/by-uuid/%s)" % (PBT_UUIDS_FILE, uuid)})
                 elif bootloader != "grub" and _has_loader_entries([esp]):
                     kinds.add("systemd-boot")

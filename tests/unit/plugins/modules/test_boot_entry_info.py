@@ -180,3 +180,27 @@ def test_esp_that_does_not_mount_is_none(tmp_path, monkeypatch):
     with module.esp_opener(fake, "/")("7E3A-21F0") as path:
         assert path is None
     assert [c[0] for c in fake.calls] == ["findmnt", "mount"]
+
+
+def test_modules_of_the_kernel_the_entry_boots(tmp_path, capsys):
+    put(tmp_path, "/boot/grub/grub.cfg", fixture("grub-cfg-debian12-pve8-ext4-submenu.cfg"))
+    put(tmp_path, "/lib/modules/6.8.12-4-pve/kernel/drivers/vfio/pci/vfio-pci.ko", b"")
+    put(tmp_path, "/lib/modules/6.8.12-4-pve/modules.builtin", b"kernel/drivers/vfio/vfio.ko\n")
+    before = tree(tmp_path)
+    result = run(capsys, tmp_path, modules=["vfio_pci", "vfio", "updates/dkms/i915"])
+    assert result["ok"] is False and "failed" not in result
+    (entry,) = result["entries"]
+    assert entry["kernel"] == "6.8.12-4-pve" and entry["missing_modules"] == ["updates/dkms/i915"]
+    assert entry["modules"] == {"vfio_pci": "kernel/drivers/vfio/pci/vfio-pci.ko", "vfio": "builtin",
+                                "updates/dkms/i915": None}
+    assert "dkms autoinstall -k <version> for each of 6.8.12-4-pve" in result["fix"]
+    put(tmp_path, "/lib/modules/6.8.12-4-pve/updates/dkms/i915.ko.zst", b"")
+    assert run(capsys, tmp_path, modules=["vfio_pci", "updates/dkms/i915"])["ok"] is True
+    assert tree(tmp_path) == sorted(before + ["lib/modules/6.8.12-4-pve/updates/dkms/i915.ko.zst"])
+
+
+def test_a_module_that_is_no_module_name_is_refused_before_reading(tmp_path, capsys):
+    put(tmp_path, "/boot/grub/grub.cfg", fixture("grub-cfg-debian12-pve8-ext4-submenu.cfg"))
+    result = run(capsys, tmp_path, modules=["vfio-pci", "../i915"])
+    assert result["failed"] is True and result["option"] == "modules" and result["value"] == "../i915"
+    assert "updates/dkms/i915" in result["fix"]
