@@ -5,13 +5,14 @@
 
 Only run on purpose (`python -m pytest -q tests/lab/test_chain.py`, the chain stage): it boots two QEMU VMs and
 takes 15-20 minutes under TCG. LAB_CHAIN_KEEP=1 leaves the lab running afterwards (`lab/chain down` stops it).
-The pure helpers of lab/chain.py are tested first, with outputs taken from the lab VMs.
+The pure helpers of lab/chain's package (lab/chainlab) are tested first, with outputs taken from the lab VMs and site
+summary rows made by links.py as site.yml makes them; the end-to-end test is `-k end_to_end`.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -19,15 +20,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CHAIN = os.path.join(REPO, "lab", "chain")
 SUMMARY = os.path.join(os.environ.get("LAB_CACHE") or os.path.join(REPO, ".cache", "lab"), "chain", "summary.json")
 
-
-def _load_chain():
-    spec = importlib.util.spec_from_file_location("lab_chain", os.path.join(REPO, "lab", "chain.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-chain = _load_chain()
+sys.path.insert(0, os.path.join(REPO, "lab"))
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import links  # noqa: E402
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import timeline  # noqa: E402
+from chainlab import HOST_VM, VMID, WORKER_VM, simulators, verdicts  # noqa: E402
 
 # `lspci -nnmm -D` in the grub lab VM (some lines)
 LSPCI = "\n".join([
@@ -58,7 +54,7 @@ def _raw(iommu=True):
 
 
 def test_parse_lspci_names():
-    names = chain.parse_lspci(LSPCI)
+    names = simulators.parse_lspci(LSPCI)
     assert names["0000:01:00.1"]["vendor_name"] == "Intel Corporation"
     assert names["0000:01:00.1"]["device_name"].startswith("82801FB")
     assert names["0000:00:01.0"]["subsystem_device_name"] == "QEMU PCIe Root port"
@@ -68,12 +64,12 @@ def test_parse_lspci_names():
 
 
 def test_pvesim_node_from_the_host_vm():
-    node = chain.pvesim_node(_raw())
+    node = simulators.pvesim_node(_raw())
     assert node["iommu_present"] is True and node["maxcpu"] == 2
     gpu = next(d for d in node["pci"] if d["id"] == "0000:01:00.0")
     assert gpu["class"] == "0x038000" and gpu["vendor"] == "0x1234" and gpu["iommugroup"] == 2
-    assert chain.standin_address(_raw()) == "0000:01:00.0"
-    off = chain.pvesim_node(_raw(iommu=False))
+    assert simulators.standin_address(_raw()) == "0000:01:00.0"
+    off = simulators.pvesim_node(_raw(iommu=False))
     assert off["iommu_present"] is False and {d["iommugroup"] for d in off["pci"]} == {-1}
 
 
@@ -81,51 +77,122 @@ def test_boots_recap_and_memory():
     boots = ("IDX BOOT ID                          FIRST ENTRY                 LAST ENTRY\n"
              " -1 3f1c0e6b2d0e4c1b9d2f8e7a6b5c4d3e Tue 2026-01-06 10:00:01 UTC Tue 2026-01-06 10:06:40 UTC\n"
              "  0 9a8b7c6d5e4f40312a1b2c3d4e5f6a7b Tue 2026-01-06 10:07:30 UTC Tue 2026-01-06 10:12:00 UTC\n")
-    assert chain.count_boots(boots) == 2
+    assert verdicts.count_boots(boots) == 2
     output = ("PLAY RECAP ***\nchain-k3s                  : ok=3    changed=1    unreachable=0    failed=0    skipped=2\n"
               "chain-k3s                  : ok=2    changed=0    unreachable=0    failed=0    skipped=0\n")
-    assert chain.recap(output) == {"chain-k3s": {"ok": 5, "changed": 1, "unreachable": 0, "failed": 0, "skipped": 2}}
-    assert chain.lab_memory_mib(2012 << 20) == 2048
+    assert verdicts.recap(output) == {"chain-k3s": {"ok": 5, "changed": 1, "unreachable": 0, "failed": 0, "skipped": 2}}
+    assert simulators.lab_memory_mib(2012 << 20) == 2048
 
 
-def test_links_judge_the_expected_va_api_diagnosis():
-    site = [{"host": "chain-pve", "link": n, "status": "ok", "detail": n, "fix": None} for n in ("BIOS/IOMMU", "cmdline", "group", "binding")]
-    site += [{"host": "chain-k3s", "link": "VM config", "status": "ok", "detail": "VM 120", "fix": None},
-             {"host": "chain-k3s", "link": "guest driver", "status": "FAIL", "detail": "[VM config] no render node", "fix": "pass the GPU"},
-             {"host": "chain-k3s", "link": "label", "status": "ok", "detail": "node chain-k3s: a=b", "fix": None}]
-    config = {"machine": "q35", "bios": "ovmf", "efidisk0": "local-lvm:x", "hostpci0": "0000:01:00.0,pcie=1"}
-    state = {"nodes": {"chain-pve": chain.pvesim_node(_raw())}, "vms": {"120": {"status": "running", "pending": {}, "config": config}}}
-    k8s = {"cluster": {"nodes": {"chain-k3s": {"spec": {}, "metadata": {"labels": {"a": "b"}}}}},
-           "requests": [{"status": 200, "action": "cordon", "node": "chain-k3s"}, {"status": 201, "action": "evict", "name": "redis-0"},
-                        {"status": 200, "action": "uncordon", "node": "chain-k3s"}]}
-    links = {link["link"]: link for link in chain.chain_links(site, state, k8s, ["vainfo 2.12"], 2, "0000:01:00.0")}
-    assert {name: link["status"] for name, link in links.items()} == {
-        "host prep": "ok", "Proxmox node": "ok", "VM config": "ok", "drain": "ok", "worker packages": "ok", "VA-API": "expected", "labels": "ok"}
-    assert chain.chain_links(site, state, k8s, ["vainfo 2.12"], 1, "0000:01:00.0")[0]["status"] == "FAIL"  # no reboot happened
+STANDIN = "0000:01:00.0"
+
+
+def _site(guest_link="VM config"):
+    """site.yml's summary rows of a good lab run, made by links.py as the site role makes them; the guest's VA-API
+    check breaks at `guest_link` (the stand-in has no video engine)."""
+    parts = [{"link": name, "ok": True, "detail": f"{name} fine"} for _link_id, names in links.HOST_PARTS for name in names]
+    vm_report = {"ok": True, "vmid": VMID, "node": HOST_VM, "machine": "q35", "bios": "ovmf", "efidisk0": "local-lvm:x",
+                 "hostpci": {"hostpci0": f"{STANDIN},pcie=1"}, "pending": [], "plan": []}
+    worker_report = {"ok": False, "link": guest_link, "message": "no render node for the passed GPU", "render_nodes": [],
+                     "fix": "pass the GPU to the VM", "labels": {"gpu.homelab.io/cpu-tier": "lab"}, "label_notes": [],
+                     "labels_changed": True}
+    return links.chain_summary([{"name": HOST_VM, "diagnosis": parts}],
+                               [{"name": WORKER_VM, "vm_report": vm_report, "worker_report": worker_report}])
+
+
+def _state():
+    config = {"machine": "q35", "bios": "ovmf", "efidisk0": "local-lvm:x", "hostpci0": f"{STANDIN},pcie=1"}
+    return {"nodes": {HOST_VM: simulators.pvesim_node(_raw())}, "vms": {str(VMID): {"status": "running", "pending": {}, "config": config}}}
+
+
+def _k8s():
+    return {"cluster": {"nodes": {WORKER_VM: {"spec": {}, "metadata": {"labels": {"gpu.homelab.io/cpu-tier": "lab"}}}}},
+            "requests": [{"status": 200, "action": "cordon", "node": WORKER_VM}, {"status": 201, "action": "evict", "name": "redis-0"},
+                         {"status": 200, "action": "uncordon", "node": WORKER_VM}]}
+
+
+def _statuses(rows):
+    return {row["id"]: row["status"] for row in rows}
+
+
+def test_lab_rows_are_defined_once_with_the_chain_links_ids():
+    assert len(set(verdicts.IDS)) == len(verdicts.ROWS) and len(set(verdicts.TITLES.values())) == len(verdicts.ROWS)
+    assert all(row_id.isidentifier() and row_id == row_id.lower() for row_id in verdicts.IDS)
+    # a row judging a link of the chain carries that link's id
+    assert set(verdicts.CHAIN_LINK_ROWS) <= set(links.IDS) and set(verdicts.CHAIN_LINK_ROWS) <= set(verdicts.IDS)
+    # the host stage's links are judged by the host prep (from the site rows) and the Proxmox node (from pvesim)
+    assert set(verdicts.HOST_PREP_LINKS) | {"proxmox_node"} == {link.id for link in links.LINKS if link.stage == "host"}
+
+
+# the guest's diagnosis names the link it breaks at by its title or its id; a failure that names none is no expected one
+@pytest.mark.parametrize(("guest_link", "vaapi"), [("VM config", "expected"), ("vm_config", "expected"), ("guest driver", "expected"),
+                                                   ("guest_driver", "expected"), (None, "FAIL")])
+def test_links_judge_the_expected_va_api_diagnosis(guest_link, vaapi):
+    site = _site(guest_link)
+    rows = verdicts.chain_links(site, _state(), _k8s(), ["vainfo 2.12"], 2, STANDIN)
+    assert _statuses(rows) == {"host_prep": "ok", "proxmox_node": "ok", "vm_config": "ok", "drain": "ok",
+                               "worker_packages": "ok", "vaapi": vaapi, "labels": "ok"}
+    # every row: its id, the title the lab defines for it, in the lab's order
+    assert [row["link"] for row in rows] == [verdicts.TITLES[row["id"]] for row in rows]
+    assert [row["id"] for row in rows] == [row_id for row_id in verdicts.IDS if row_id in _statuses(rows)]
+    va = next(row for row in rows if row["id"] == "vaapi")
+    guest = next(row for row in site if row["id"] == "guest_driver")
+    assert va["detail"].endswith(guest["detail"]) and va["fix"] == guest["fix"]
+    # no reboot happened: the host prep fails
+    assert _statuses(verdicts.chain_links(site, _state(), _k8s(), ["vainfo 2.12"], 1, STANDIN))["host_prep"] == "FAIL"
+
+
+def test_links_look_site_rows_up_by_id_not_title():
+    site = _site()
+    retitled = [dict(row, link=row["link"].upper() + " (shown)") for row in site]
+    judged = verdicts.chain_links(retitled, _state(), _k8s(), ["vainfo 2.12"], 2, STANDIN)
+    assert _statuses(judged) == _statuses(verdicts.chain_links(site, _state(), _k8s(), ["vainfo 2.12"], 2, STANDIN))
+    assert "FAIL" not in _statuses(judged).values()
+    # a row of another host does not count for the lab's hosts
+    elsewhere = [dict(row, host="pve-2") if row["id"] in ("firmware", "vm_config") else row for row in site]
+    statuses = _statuses(verdicts.chain_links(elsewhere, _state(), _k8s(), ["vainfo 2.12"], 2, STANDIN))
+    assert statuses["host_prep"] == "FAIL" and statuses["vm_config"] == "FAIL" and statuses["proxmox_node"] == "ok"
+
+
+def test_links_without_kubernetes_or_a_guest_verdict():
+    site = [row for row in _site() if row["id"] != "guest_driver"]
+    rows = verdicts.chain_links(site, _state(), None, [], 2, STANDIN)
+    statuses = _statuses(rows)
+    assert "drain" not in statuses and statuses["labels"] == "skip"
+    assert statuses["vaapi"] == "FAIL" and statuses["worker_packages"] == "FAIL"
+    assert not verdicts.summary_ok(rows)
+    assert verdicts.summary_ok([row for row in rows if row["status"] != "FAIL"])
+
+
+def test_second_run_row():
+    good, bad = verdicts.second_run_link(True, "changed=0", "site-again.log"), verdicts.second_run_link(False, "changed=2", "site-again.log")
+    assert (good["id"], good["link"], good["status"], good["fix"]) == ("second_run", verdicts.TITLES["second_run"], "ok", None)
+    assert bad["status"] == "FAIL" and "site-again.log" in bad["fix"]
 
 
 def test_window_link_judges_the_lab_timeline():
-    tl = chain.timeline
+    tl = timeline
     steps = ["host_change", "guest_prepared", "cordon", "drain", "guest_stop", "vm_config", "host_reboot", "host_up",
              "guest_start", "ready", "guest_verified", "labels", "uncordon", "done"]
     guest = {"guest_prepared", "cordon", "drain", "guest_stop", "vm_config", "guest_start", "ready", "guest_verified",
              "uncordon"}
-    events = [tl.event(chain.HOST_VM, "plan", t=0)] + [
-        tl.event(chain.HOST_VM, name, chain.VMID if name in guest else None, t=10 + i * 10) for i, name in enumerate(steps)]
-    link = chain.window_link(events)
+    events = [tl.event(HOST_VM, "plan", t=0)] + [
+        tl.event(HOST_VM, name, VMID if name in guest else None, t=10 + i * 10) for i, name in enumerate(steps)]
+    link = verdicts.window_link(events)
     # guest_stop at 50, guest_start at 90: one window of 40 s
+    assert link["id"] == "rolling_window" and link["link"] == verdicts.TITLES["rolling_window"]
     assert link["status"] == "ok" and "one window of 40.0 s" in link["detail"], link
     # the host prepared inside the window: the link says so
     inside = sorted((dict(e, t=45) if e["event"] == "host_change" else e for e in events), key=lambda e: e["t"])
-    late = chain.window_link(inside)
+    late = verdicts.window_link(inside)
     assert late["status"] == "FAIL" and "expected host_change before the cordon" in late["detail"], late
     # the old order: the host rebooted before its agent was drained, and the agent restarted twice
-    old = [tl.event(chain.HOST_VM, name, chain.VMID if name in guest else None, t=10 + i * 10) for i, name in enumerate(
+    old = [tl.event(HOST_VM, name, VMID if name in guest else None, t=10 + i * 10) for i, name in enumerate(
         ["host_change", "host_reboot", "host_up", "cordon", "drain", "guest_stop", "vm_config", "guest_start", "ready",
-         "uncordon", "done"])] + [tl.event(chain.HOST_VM, "guest_stop", chain.VMID, t=12), tl.event(chain.HOST_VM, "guest_start", chain.VMID, t=25)]
-    bad = chain.window_link(old)
+         "uncordon", "done"])] + [tl.event(HOST_VM, "guest_stop", VMID, t=12), tl.event(HOST_VM, "guest_start", VMID, t=25)]
+    bad = verdicts.window_link(old)
     assert bad["status"] == "FAIL" and "guest 120 stopped 2 times" in bad["detail"], bad
-    assert chain.window_link([]) is None
+    assert verdicts.window_link([]) is None
 
 
 @pytest.fixture(scope="module")
@@ -146,13 +213,15 @@ def test_chain_end_to_end(chain_run):
     proc, summary = chain_run
     output = proc.stdout + proc.stderr
     assert summary.get("links"), output
-    links = {link["link"]: link for link in summary["links"]}
-    real = ("host prep", "Proxmox node", "VM config", "drain", "worker packages", "labels", "rolling window", "second run")
-    assert {name: links[name]["status"] for name in real} == dict.fromkeys(real, "ok"), json.dumps(summary["links"], indent=1)
+    rows = {row["id"]: row for row in summary["links"]}
+    assert [row["link"] for row in summary["links"]] == [verdicts.TITLES[row["id"]] for row in summary["links"]]
+    real = ("host_prep", "proxmox_node", "vm_config", "drain", "worker_packages", "labels", "rolling_window", "second_run")
+    assert {row_id: rows[row_id]["status"] for row_id in real} == dict.fromkeys(real, "ok"), json.dumps(summary["links"], indent=1)
     # the stand-in has no video engine: VA-API unavailable, with the link it breaks at and the fix
-    va = links["VA-API"]
+    va = rows["vaapi"]
     assert va["status"] == "expected", va
-    assert "[VM config]" in va["detail"] or "[guest driver]" in va["detail"], va
+    breaks_at = [f"[{name}]" for link_id in ("vm_config", "guest_driver") for name in (link_id, links.title(link_id))]
+    assert any(name in va["detail"] for name in breaks_at), va
     assert va["fix"], va
     assert summary["second_run"]["changed"] == 0 and summary["second_run"]["boots_after"] == summary["second_run"]["boots_before"]
     assert summary["second_run"]["vm_after"] == summary["second_run"]["vm_before"]

@@ -1,14 +1,17 @@
-"""The pure parts of lab/vm.py (accelerator choice, the QEMU command line, VM names) and the
-image flavours lab/build-image, lab/vm and the molecule scenarios agree on."""
+"""The pure parts of lab/vm.py (accelerator choice, the QEMU command line, VM names), the
+image flavours lab/build-image, lab/vm and the molecule scenarios agree on, and lab/chain's
+command line over its package (lab/chainlab; its verdicts are tested in tests/lab)."""
 
 from __future__ import annotations
 
 import glob
 import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -169,3 +172,32 @@ def test_lab_shell_scripts_pass_shellcheck():
     scripts = [os.path.join(_REPO, "lab", name) for name in ("build-image", "vm", "chain")]
     proc = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------ lab/chain
+_CHAIN = os.path.join(_REPO, "lab", "chain")
+
+
+def _chain(*args: str, lab_cache: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LAB_CACHE=lab_cache)
+    return subprocess.run([sys.executable, _CHAIN + ".py", *args], capture_output=True, text=True, env=env, check=False, timeout=60)
+
+
+def test_chain_help_names_its_commands(tmp_path):
+    proc = _chain("--help", lab_cache=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    for command in ("up", "verify", "down", "status", "--twice"):
+        assert command in proc.stdout
+
+
+def test_chain_status_prints_the_summary_rows(tmp_path):
+    assert _chain("status", lab_cache=str(tmp_path)).returncode == 1  # no summary yet
+    rows = [{"id": "host_prep", "link": "host prep", "kind": "real", "status": "ok", "detail": "2 boots", "fix": None},
+            {"id": "vaapi", "link": "VA-API", "kind": "real", "status": "expected", "detail": "no render node", "fix": "pass the GPU"}]
+    (tmp_path / "chain").mkdir()
+    (tmp_path / "chain" / "summary.json").write_text(json.dumps({"ok": True, "links": rows}))
+    proc = _chain("status", lab_cache=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split()[:2] for line in lines if not line.strip().startswith("fix:")] == [["ok", "host"], ["expected", "VA-API"]]
+    assert any(line.strip() == "fix: pass the GPU" for line in lines)

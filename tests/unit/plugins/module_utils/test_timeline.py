@@ -131,18 +131,18 @@ def test_dump_and_load_round_trip():
 
 
 def test_the_lab_prints_the_windows(tmp_path, monkeypatch, capsys):
-    import importlib.util
     import os
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-    spec = importlib.util.spec_from_file_location("lab_chain", os.path.join(root, "lab", "chain.py"))
-    chain = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(chain)
-    monkeypatch.setattr(chain, "CHAIN_DIR", str(tmp_path))
-    assert chain.print_timeline("site") == []
+    monkeypatch.syspath_prepend(os.path.join(root, "lab"))
+    import chainlab
+    from chainlab import verdicts
+
+    monkeypatch.setattr(chainlab, "CHAIN_DIR", str(tmp_path))
+    assert verdicts.print_timeline("site") == []
     (tmp_path / "site-timeline-site.json").write_text(timeline.dump(_node("chain-pve", 120, 1) + [
         timeline.event("chain-pve", "guest_stop", 120, t=30)]))
-    lines = chain.print_timeline("site")
+    lines = verdicts.print_timeline("site")
     assert lines[0].startswith("chain-pve: done; window 4.0 s (host rebooted); guests: 120")
     assert "RULE BROKEN: guest_stop on chain-pve after its done" in lines
     assert "RULE BROKEN: guest 120 stopped 2 times" in lines
