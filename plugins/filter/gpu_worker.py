@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import uc as guest_uc
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.verdict import (
     diagnose,
     node_labels,
@@ -44,9 +45,20 @@ def gpu_worker_diagnosis(facts, required=None, driver_name="iHD", non_free=False
         if not isinstance(required, Sequence) or isinstance(required, bytes):
             raise AnsibleFilterError("gpu_worker_diagnosis: required must be a list of codec names, got %s" % type(required).__name__)
         required = [str(name) for name in required]
-    return diagnose(facts, required=required, driver_name=driver_name or None,
-                    non_free=bool(_bool_or_none(non_free, "gpu_worker_diagnosis", "non_free")),
-                    huc=_bool_or_none(huc, "gpu_worker_diagnosis", "huc"))
+    huc = _bool_or_none(huc, "gpu_worker_diagnosis", "huc")
+    # The HuC state the guest's kernel reports (vainfo_facts' uc) decides when huc is not set and the state is known;
+    # an unknown state leaves the judgement to i915's enable_guc and the generation's default.
+    read = facts.get("uc") if isinstance(facts.get("uc"), Mapping) else None
+    if huc is None and read is not None and guest_uc.huc_present(read) is not None:
+        huc = dict(read)
+    verdict = diagnose(facts, required=required, driver_name=driver_name or None,
+                       non_free=bool(_bool_or_none(non_free, "gpu_worker_diagnosis", "non_free")), huc=huc)
+    verdict["uc"] = dict(read) if read is not None else None
+    if read is not None and guest_uc.huc_present(read) is False:
+        verdict["notes"] = list(verdict.get("notes") or []) + [
+            "HuC %s (read from %s): the low-power encoders that need it are not expected, and Jellyfin's Intel "
+            "low-power encoders must stay off — %s" % (read.get("huc"), read.get("source"), read.get("detail"))]
+    return verdict
 
 
 def gpu_worker_labels(gpu, names=None, override=None, key="gpu", cpu_tier=None, extra=None, verified=True, current=None,

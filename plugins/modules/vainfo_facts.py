@@ -18,6 +18,9 @@ description:
     C(LANG=C) and C(LC_ALL=C), and returns the parsed output as C(ansible_facts.vainfo).
   - A missing C(vainfo) binary or a missing render node is reported in the facts with a hint,
     not as a task failure, so a play can print the diagnosis and decide what to do.
+  - For an Intel GPU it also reads the GuC and HuC state the kernel reports for that GPU, RV(ansible_facts.vainfo.uc),
+    from C(gt*/uc/guc_info) and C(huc_info) under O(debugfs_dir) (readable by root only), else from the kernel log
+    (C(dmesg), else C(journalctl -k -b)).
   - Read-only. C(vainfo) only queries the driver, so the module also runs in check mode.
 author: homelab.gpu_passthrough maintainers (@homelab-gpu-passthrough)
 options:
@@ -61,6 +64,14 @@ options:
       - By default the render node of a known Intel GPU wins, never that of an emulated display.
       - An empty string means the same as leaving the option out.
     type: str
+  debugfs_dir:
+    description:
+      - Where debugfs is mounted; the GuC/HuC state is read from C(<debugfs_dir>/dri/<card>/gt*/uc/huc_info) and
+        C(guc_info) (or C(dri/<PCI address>/...) on newer kernels).
+      - When it is not mounted or not readable (debugfs needs root), the kernel log is read instead.
+      - An empty string means the same as leaving the option out.
+    type: path
+    default: /sys/kernel/debug
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.facts
@@ -75,6 +86,7 @@ attributes:
     platforms: posix
 notes:
   - Needs C(vainfo) from the C(vainfo) package (Debian/Ubuntu) or C(libva-utils) (Fedora, Arch).
+  - Run it as root (O(debugfs_dir) and C(dmesg) need it) for the GuC/HuC state to be read rather than left C(unknown).
   - The remote user must be able to open the render node (member of the C(render) group, or root).
 seealso:
   - name: libva-utils
@@ -182,6 +194,32 @@ ansible_facts:
             known: true
             enable_guc: -1
             skipped: []
+        uc:
+          description:
+            - The GuC and HuC state the guest's kernel reports for the GPU of RV(ansible_facts.vainfo.gpu); null when
+              there is no Intel GPU.
+            - C(guc) and C(huc) are each one of C(authenticated) (HuC only), C(loaded), C(not loaded),
+              C(not supported), C(firmware missing), C(failed), C(wedged) or C(unknown).
+            - C(source) says where the HuC state came from, C(debugfs) or C(kernel log); C(parameter) when neither
+              knew it and only i915's C(enable_guc) is left to judge by.
+            - C(firmware) holds per firmware its C(path), C(version) (found), C(wanted) and C(status) (the kernel's
+              word), or null; C(detail) says what was read and why a state is unknown; C(notes) what else matters
+              (GuC submission not available, an SR-IOV VF); C(seen) the kernel log lines that decided.
+          returned: always
+          type: dict
+          sample:
+            guc: loaded
+            huc: authenticated
+            source: kernel log
+            sources: {guc: kernel log, huc: kernel log}
+            firmware:
+              guc: {path: i915/tgl_guc_70.bin, version: 70.20.0, wanted: null, status: null}
+              huc: {path: i915/tgl_huc.bin, version: 7.9.3, wanted: null, status: authenticated}
+            detail: "HuC authenticated (i915/tgl_huc.bin 7.9.3), read from kernel log; GuC loaded (i915/tgl_guc_70.bin 70.20.0), read from kernel log"
+            notes: []
+            seen: ["i915 0000:00:02.0: [drm] GT0: HuC: authenticated for all workloads!"]
+            debugfs_files: []
+            enable_guc: 3
 """
 
 # Ansible modules import below their documentation blocks.
@@ -192,6 +230,7 @@ import re
 import stat
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import uc
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.vainfo import parse
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.verdict import gpu_facts
 
@@ -283,6 +322,38 @@ def run_vainfo(module, vainfo, node, driver_name):
     return result
 
 
+# dmesg first; journalctl -k where dmesg is refused (kernel.dmesg_restrict) or absent.
+KERNEL_LOG_COMMANDS = (("dmesg",), ("journalctl", "-k", "-b", "--no-pager", "-q"))
+
+
+def read_kernel_log(module):
+    """The kernel log of this boot as text, or None when no command could read it."""
+    for command in KERNEL_LOG_COMMANDS:
+        binary = module.get_bin_path(command[0], opt_dirs=["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        if not binary:
+            continue
+        rc, out, _err = module.run_command([binary] + list(command[1:]), environ_update={"LANG": "C", "LC_ALL": "C"},
+                                           encoding=None)
+        if rc == 0 and out:
+            return out.decode("utf-8", "replace")
+    return None
+
+
+def read_uc(module, gpu, debugfs_dir):
+    """GuC/HuC of the passed Intel GPU: debugfs, else the kernel log; None for no GPU or another vendor."""
+    if not gpu or gpu.get("vendor") != "8086":
+        return None
+    parsed, files, problem = uc.read_debugfs(debugfs_dir, gpu.get("card"), gpu.get("pci_address"))
+    log = None
+    if parsed is None or uc.huc_present(parsed["huc"]["state"]) is None:
+        text = read_kernel_log(module)
+        log = uc.parse_kernel_log(text, gpu.get("pci_address")) if text is not None else None
+        if text is None:
+            problem = "%s; the kernel log is not readable (dmesg and journalctl -k failed: run as root)" % (
+                problem or "debugfs gave no HuC state")
+    return uc.combine(parsed, log, gpu.get("enable_guc"), files, problem)
+
+
 def main():
     module = option_checks.checked_module(
         dict(
@@ -292,8 +363,9 @@ def main():
             driver_name=dict(type="str"),
             sysfs_dir=dict(type="path", default="/sys"),
             pci_address=dict(type="str"),
+            debugfs_dir=dict(type="path", default="/sys/kernel/debug"),
         ),
-        empty_means_default=("device", "vainfo_path", "dri_dir", "driver_name", "sysfs_dir", "pci_address"),
+        empty_means_default=("device", "vainfo_path", "dri_dir", "driver_name", "sysfs_dir", "pci_address", "debugfs_dir"),
         supports_check_mode=True,
     )
     params = module.params
@@ -337,13 +409,15 @@ def main():
     if not available and hint is None:
         hint = failure_hint(results)
 
+    gpu = gpu_facts(params["sysfs_dir"], params["dri_dir"], params["pci_address"])
     facts = {
         "render_nodes": render_nodes,
         "devices": devices,
         "results": results,
         "available": available,
         "hint": None if available else hint,
-        "gpu": gpu_facts(params["sysfs_dir"], params["dri_dir"], params["pci_address"]),
+        "gpu": gpu,
+        "uc": read_uc(module, gpu, params["debugfs_dir"]),
     }
     module.exit_json(changed=False, ansible_facts={"vainfo": facts})
 

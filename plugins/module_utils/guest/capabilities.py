@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest import uc
+
 CODECS = ("h264", "hevc", "hevc10", "vp9", "av1")
 ENCODE_MODES = ("no", "lp", "full", "both")
 
@@ -247,7 +249,7 @@ def expected_profiles(caps, non_free=False, huc=None):
     decode and low-power encode. ``non_free=True`` adds the PAK + shader encoders of the
     full-feature build (intel-media-va-driver-non-free); ``huc=True`` (HuC loaded) adds the
     low-power encoders listed only with HuC, ``huc=None`` adds them where the kernel loads HuC by
-    default. An empty list for None.
+    default; a HuC state read from the kernel (``guest.uc``) decides when it is known. An empty list for None.
     """
     if not caps:
         return []
@@ -260,9 +262,43 @@ def expected_profiles(caps, non_free=False, huc=None):
 
 
 def _huc_loaded(caps, huc):
+    """HuC usable: the state the kernel reports when known, else the boolean given, else the generation's default.
+
+    ``huc``: True/False (i915's ``enable_guc`` or the user's setting), a HuC state read by ``guest.uc``
+    (``authenticated``, ``firmware missing``, ...) or its whole ``uc.combine`` answer; with the state
+    unknown, the answer's ``enable_guc`` decides, else the generation's default.
+    """
+    if isinstance(huc, dict):
+        read = uc.huc_present(huc)
+        # State unknown: i915's enable_guc decides (2 and 3 load HuC), -1 or none leaves it to the generation.
+        huc = read if read is not None else _enable_guc_loads_huc(huc.get("enable_guc"))
+    elif isinstance(huc, str):
+        huc = uc.huc_present(huc)
     if huc is None:
         return bool((caps.get("firmware") or {}).get("huc_default"))
     return bool(huc)
+
+
+def _enable_guc_loads_huc(value):
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        return None
+    return None if value < 0 else value in (2, 3)
+
+
+def huc_loaded(caps, huc=None):
+    """Whether HuC is usable on the GPU of ``caps`` (see ``_huc_loaded``)."""
+    return _huc_loaded(caps or {}, huc)
+
+
+def huc_reason(huc):
+    """The HuC state read from the kernel as a phrase (``firmware missing, read from the kernel log``), or None."""
+    if isinstance(huc, dict) and uc.huc_present(huc) is not None:
+        return "%s, read from %s" % (huc.get("huc"), huc.get("source") or "the kernel")
+    if isinstance(huc, str) and uc.huc_present(huc) is not None:
+        return huc
+    return None
 
 
 def pairs_by_codec(caps, non_free=False, huc=None):
@@ -300,7 +336,7 @@ def offered(profiles):
     return result
 
 
-def _cause(caps, codec, kind, entrypoints, driver_name, non_free):
+def _cause(caps, codec, kind, entrypoints, driver_name, non_free, huc=None):
     """(cause, fix) for a codec the hardware has that vainfo does not list."""
     title = CODEC_TITLES[codec]
     firmware = caps.get("firmware") or {}
@@ -324,6 +360,9 @@ def _cause(caps, codec, kind, entrypoints, driver_name, non_free):
         else:
             fix = "install the GuC/HuC firmware (%s) and reboot; check `dmesg | grep -i huc` shows it authenticated" % (
                 FIRMWARE_PACKAGE)
+        read = huc_reason(huc)
+        if read and uc.huc_present(huc) is False:
+            return ("the low-power (VDEnc) %s encoder needs HuC, and the kernel reports HuC %s" % (title, read), fix)
         return (
             "the low-power (VDEnc) %s encoder needs the HuC firmware loaded by the kernel" % title,
             fix,
@@ -353,7 +392,7 @@ def missing_capabilities(caps, profiles, driver_name="iHD", non_free=False, huc=
             if not missing:
                 continue
             entrypoints = sorted({e for _p, e in missing})
-            cause, fix = _cause(caps, codec, kind, entrypoints, driver_name, non_free)
+            cause, fix = _cause(caps, codec, kind, entrypoints, driver_name, non_free, huc)
             result.append({
                 "codec": codec,
                 "kind": kind,

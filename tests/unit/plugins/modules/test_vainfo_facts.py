@@ -165,6 +165,7 @@ def test_missing_dev_dri_is_a_fact_with_the_hostpci_hint(tmp_path, capsys):
     facts = out["ansible_facts"]["vainfo"]
     assert facts == {
         "gpu": None,
+        "uc": None,
         "render_nodes": [],
         "devices": {},
         "results": {},
