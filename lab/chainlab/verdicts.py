@@ -35,7 +35,7 @@ IDS = tuple(TITLES)
 # The rows that judge a link of the chain itself, under that link's id in links.py.
 CHAIN_LINK_ROWS = ("proxmox_node", "vm_config", "drain", "labels")
 # The site summary's host links that together make up the lab's host prep.
-HOST_PREP_LINKS = tuple(link_id for link_id, _parts in links.HOST_PARTS)
+HOST_PREP_LINKS = links.DIAGNOSED
 # gpu_worker's diagnosis names the link VA-API breaks at in brackets at the start of the guest driver's detail
 # ("[VM config] ..."); the site rows carry no field for it. Either name of the link counts.
 _BREAKS_AT = re.compile(r"\[(%s)\]" % "|".join(

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Filters for site.yml's chain summary over module_utils.links; documented in the sidecar files chain_summary.yml,
-chain_summary_lines.yml and chain_selected.yml next to this file."""
+chain_summary_lines.yml, chain_selected.yml and link_title.yml next to this file."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.links impo
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.links import (
     selected_stages,
     summary_lines,
+    title,
     to_bool,
 )
 
@@ -101,6 +102,15 @@ def chain_summary_lines(rows):
     return summary_lines([dict(row) for row in rows])
 
 
+def link_title(link_id):
+    if link_id is None:
+        return None
+    try:
+        return title(link_id)
+    except ValueError as exc:
+        raise AnsibleFilterError("link_title: %s" % exc) from None
+
+
 class FilterModule:
     """The chain summary of site.yml."""
 
@@ -109,4 +119,5 @@ class FilterModule:
             "chain_selected": chain_selected,
             "chain_summary": chain_summary,
             "chain_summary_lines": chain_summary_lines,
+            "link_title": link_title,
         }

@@ -25,18 +25,18 @@ def _facts(value):
     return dict(value)
 
 
-def _links(value, name):
+def _parts(value, name):
     if isinstance(value, Mapping):
         # facts given directly: diagnose with the defaults
         return diagnose(_facts(value))
     if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
         raise AnsibleFilterError("%s expects the list from iommu_diagnosis, got %s" % (name, type(value).__name__))
-    links = []
+    parts = []
     for item in value:
-        if not isinstance(item, Mapping) or "link" not in item or "ok" not in item:
-            raise AnsibleFilterError("%s expects the list from iommu_diagnosis; %r is not a link" % (name, item))
-        links.append(dict(item))
-    return links
+        if not isinstance(item, Mapping) or "part" not in item or "ok" not in item:
+            raise AnsibleFilterError("%s expects the list from iommu_diagnosis; %r is not one of its parts" % (name, item))
+        parts.append(dict(item))
+    return parts
 
 
 def iommu_diagnosis(facts, cmdline=None, expected_driver="vfio-pci", group=True, reboot_pending=False,
@@ -56,12 +56,12 @@ def iommu_diagnosis(facts, cmdline=None, expected_driver="vfio-pci", group=True,
     )
 
 
-def iommu_report_lines(links, summary=False):
-    return format_lines(_links(links, "iommu_report_lines"), summary=bool(summary))
+def iommu_report_lines(parts, summary=False):
+    return format_lines(_parts(parts, "iommu_report_lines"), summary=bool(summary))
 
 
-def iommu_summary(links):
-    return summarize(_links(links, "iommu_summary"))
+def iommu_summary(parts):
+    return summarize(_parts(parts, "iommu_summary"))
 
 
 class FilterModule:

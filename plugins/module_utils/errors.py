@@ -7,25 +7,20 @@ from __future__ import annotations
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import links as chain_links
 
-# What a failure can be pinned on: a link of the chain (module_utils/links.py, the one list of them), or a cause
-# before or beside the chain: the user's input, a file the host link edits, the boot loader.
-LINKS = chain_links.IDS + ("input", "file", "bootloader")
-
 
 class PassthroughError(Exception):
     """A failure the user can act on.
 
     ``message`` says what is wrong and names the offending input,
-    ``fix`` says what to do about it, ``link`` names the broken link of the chain.
+    ``fix`` says what to do about it, ``link`` is where it broke: an id of ``module_utils/links.py`` (a link of
+    the chain, or ``input``, ``file``, ``bootloader``); any other value raises ValueError.
     """
 
     def __init__(self, message, fix=None, link="input", details=None):
-        if link not in LINKS:
-            raise ValueError("unknown link %r" % (link,))
+        self.link = chain_links.check(link)
         super().__init__(message)
         self.message = message
         self.fix = fix
-        self.link = link
         self.details = details or {}
 
     def __str__(self):

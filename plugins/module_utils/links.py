@@ -1,13 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 homelab.gpu_passthrough maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The chain's links, defined once: ids, titles, order, which play selects them; and the summary of a run.
+"""Every value a ``link`` field may take, defined once: ids, titles, order, which play selects them; and the
+summary of a run.
 
-Pure Python, standard library only. ``chain_summary`` turns what the roles left on each host (plain dicts) into
-the rows ``playbooks/site.yml`` prints and writes with ``-e site_summary_file``: ``{id, host, link, status, detail,
-fix}``, ``link`` being the title. ``errors`` pins failures on these ids (or on the input, a file, the boot loader),
-``guest`` names its verdicts by these titles; ``diagnosis`` still carries finer-grained host names (``iommu``,
-``groups``, ``isolation``, ...), which ``HOST_PARTS`` maps onto the links here.
+Pure Python, standard library only. A ``link`` field always holds an id of this module: the links of the chain
+(``LINKS``) or the places beside the chain a failure can be pinned on (``PLACES``: the user's input, a file, the
+boot loader). Titles are for display only (``title``). ``errors.PassthroughError``, the guest verdict and the
+host diagnosis' parts carry these ids. ``chain_summary`` turns what the roles left on each host (plain dicts)
+into the rows ``playbooks/site.yml`` prints and writes with ``-e site_summary_file``: ``{id, host, link, status,
+detail, fix}``, ``id`` being the link id and ``link`` its title, for display.
 """
 
 from __future__ import annotations
@@ -28,16 +30,21 @@ LINKS = (
     Link("guest_driver", "guest driver", "guest"),
     Link("labels", "label", "guest"),
 )
-BY_ID = {link.id: link for link in LINKS}
-IDS = tuple(link.id for link in LINKS)
-
-# The diagnosis' names (plugins/module_utils/host/diagnosis.py) that make up each host link of the summary.
-HOST_PARTS = (
-    ("firmware", ("firmware", "iommu")),
-    ("cmdline", ("cmdline",)),
-    ("group", ("groups", "isolation")),
-    ("binding", ("binding",)),
+# Where a failure can be pinned that is not a link of the chain: before it (the user's input) or beside it (a file
+# the host link edits, the boot loader).
+PLACES = (
+    Link("input", "input", None),
+    Link("file", "file", None),
+    Link("bootloader", "boot loader", None),
 )
+BY_ID = {link.id: link for link in LINKS + PLACES}
+IDS = tuple(link.id for link in LINKS)
+# Every value a ``link`` field may take.
+ALL_IDS = IDS + tuple(place.id for place in PLACES)
+
+# The host links the diagnosis (plugins/module_utils/host/diagnosis.py) judges: each of its parts names one of
+# these as its ``link``; the summary has a row for each.
+DIAGNOSED = ("firmware", "cmdline", "group", "binding")
 
 # Tags that select a stage of site.yml: the stage's own tag and the tags of its role's steps. A stage is selected
 # when the run selects all tags or one of these, and --skip-tags does not name one of the skipping tags.
@@ -52,11 +59,17 @@ STAGE_SKIP_TAGS = {"host": ("host",), "vm": ("vm",), "guest": ("guest", "labels"
 STATUSES = ("ok", "pending", "FAIL", "skip")
 
 
-def title(link_id):
-    """The title of a link id; an unknown id raises ValueError (one word per concept: no ad-hoc names)."""
+def check(link_id):
+    """``link_id`` when it is one of ``ALL_IDS``; anything else raises ValueError (one word per concept: no ad-hoc
+    names, and a typo fails in the tests)."""
     if link_id not in BY_ID:
-        raise ValueError("unknown link %r; the links are %s" % (link_id, ", ".join(IDS)))
-    return BY_ID[link_id].title
+        raise ValueError("unknown link %r; the links are %s" % (link_id, ", ".join(ALL_IDS)))
+    return link_id
+
+
+def title(link_id):
+    """The title of a link id, for display; an unknown id raises ValueError."""
+    return BY_ID[check(link_id)].title
 
 
 def to_bool(value, default=False):
@@ -98,12 +111,11 @@ def _not_reached(host, link_ids, stage, selected, role, playbook, extra=""):
 def host_rows(host, diagnosis, selected=True):
     """The four host rows from ``diagnosis.diagnose`` output (None: the host link did not reach the host)."""
     if diagnosis is None:
-        return _not_reached(host, [part[0] for part in HOST_PARTS], "host", selected, "proxmox_gpu_prep",
-                            "proxmox_gpu_prep.yml")
-    by_name = {part["link"]: part for part in diagnosis}
+        return _not_reached(host, DIAGNOSED, "host", selected, "proxmox_gpu_prep", "proxmox_gpu_prep.yml")
     rows = []
-    for link_id, names in HOST_PARTS:
-        parts = [by_name[name] for name in names if name in by_name]
+    for link_id in DIAGNOSED:
+        # in the diagnosis' order: the firmware row shows the firmware table, then the IOMMU turned on
+        parts = [part for part in diagnosis if part.get("link") == link_id]
         bad = [part for part in parts if not part.get("ok")]
         if not bad:
             status = "ok"
@@ -149,7 +161,7 @@ def guest_rows(host, report, selected=True, label_node=True, node_name=None):
         return _not_reached(host, ["guest_driver", "labels"], "guest", selected, "gpu_worker", "gpu_worker.yml",
                             "get through on this VM")
     ok = to_bool(report.get("ok"))
-    prefix = "" if ok or not report.get("link") else "[%s] " % report["link"]
+    prefix = "" if ok or not report.get("link") else "[%s] " % title(report["link"])
     nodes = ", ".join(report.get("render_nodes") or []) or "none"
     rows = [_row(host, "guest_driver", "ok" if ok else "FAIL",
                  "%s%s; render nodes: %s" % (prefix, report.get("message") or "", nodes),

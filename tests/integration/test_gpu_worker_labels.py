@@ -184,7 +184,7 @@ def test_failed_verification_strict_fails_before_any_label(tmp_path, k8s):
     assert labels.get("cpu-tier") == "i5-8500t" and "gpu" not in labels, labels
     # what the free driver does list is still labelled: it is true
     assert labels.get("gpu.homelab.io/h264-encode") == "true" and "gpu.homelab.io/hevc-encode" not in labels, labels
-    assert report["ok"] is False and report["link"] == "guest driver" and report["codecs"]["missing"] == ["hevc_encode"]
+    assert report["ok"] is False and report["link"] == "guest_driver" and report["codecs"]["missing"] == ["hevc_encode"]
     assert "did not pass the checks" in report["label_notes"][0], report
 
 

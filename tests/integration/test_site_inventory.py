@@ -174,7 +174,7 @@ def test_summary_judges_what_the_roles_left(tmp_path):
         "gpu_vm_report": {"ok": True, "vmid": 120, "node": "pve-1", "machine": "q35", "bios": "ovmf",
                           "efidisk0": "local-lvm:vm-120-disk-1", "hostpci": {"hostpci0": "0000:00:02.0,pcie=1"},
                           "hostpci_wanted": {"hostpci0": "0000:00:02.0,pcie=1"}, "pending": [], "plan": []},
-        "gpu_worker_report": {"ok": False, "link": "guest driver", "message": "no iHD driver", "render_nodes": [],
+        "gpu_worker_report": {"ok": False, "link": "guest_driver", "message": "no iHD driver", "render_nodes": [],
                               "fix": "install intel-media-va-driver", "labels": {}, "label_notes": [], "labels_changed": False},
     }
     extra = tmp_path / "reports.json"

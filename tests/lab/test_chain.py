@@ -23,6 +23,7 @@ SUMMARY = os.path.join(os.environ.get("LAB_CACHE") or os.path.join(REPO, ".cache
 sys.path.insert(0, os.path.join(REPO, "lab"))
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import links  # noqa: E402
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.chain import timeline  # noqa: E402
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host import diagnosis  # noqa: E402
 from chainlab import HOST_VM, VMID, WORKER_VM, simulators, verdicts  # noqa: E402
 
 # `lspci -nnmm -D` in the grub lab VM (some lines)
@@ -87,10 +88,11 @@ def test_boots_recap_and_memory():
 STANDIN = "0000:01:00.0"
 
 
-def _site(guest_link="VM config"):
+def _site(guest_link="vm_config"):
     """site.yml's summary rows of a good lab run, made by links.py as the site role makes them; the guest's VA-API
     check breaks at `guest_link` (the stand-in has no video engine)."""
-    parts = [{"link": name, "ok": True, "detail": f"{name} fine"} for _link_id, names in links.HOST_PARTS for name in names]
+    parts = [{"part": name, "link": link_id, "title": title, "ok": True, "pending": False, "detail": f"{name} fine"}
+             for name, title, link_id in diagnosis.PARTS]
     vm_report = {"ok": True, "vmid": VMID, "node": HOST_VM, "machine": "q35", "bios": "ovmf", "efidisk0": "local-lvm:x",
                  "hostpci": {"hostpci0": f"{STANDIN},pcie=1"}, "pending": [], "plan": []}
     worker_report = {"ok": False, "link": guest_link, "message": "no render node for the passed GPU", "render_nodes": [],
@@ -124,9 +126,9 @@ def test_lab_rows_are_defined_once_with_the_chain_links_ids():
     assert set(verdicts.HOST_PREP_LINKS) | {"proxmox_node"} == {link.id for link in links.LINKS if link.stage == "host"}
 
 
-# the guest's diagnosis names the link it breaks at by its title or its id; a failure that names none is no expected one
-@pytest.mark.parametrize(("guest_link", "vaapi"), [("VM config", "expected"), ("vm_config", "expected"), ("guest driver", "expected"),
-                                                   ("guest_driver", "expected"), (None, "FAIL")])
+# the guest's diagnosis names the link it breaks at (the summary shows its title); a failure that names none is no
+# expected one
+@pytest.mark.parametrize(("guest_link", "vaapi"), [("vm_config", "expected"), ("guest_driver", "expected"), (None, "FAIL")])
 def test_links_judge_the_expected_va_api_diagnosis(guest_link, vaapi):
     site = _site(guest_link)
     rows = verdicts.chain_links(site, _state(), _k8s(), ["vainfo 2.12"], 2, STANDIN)

@@ -53,10 +53,17 @@ PLAY = """
 pytestmark = pytest.mark.skipif(shutil.which("ansible-playbook", path=os.path.dirname(sys.executable)) is None, reason="needs ansible-playbook")
 
 
-def play(tmp_path, grub_cfg):
+# the vfio modules of a Proxmox VE kernel, where its package installs them (vfio and vfio_iommu_type1 as modules)
+VFIO_FILES = ("kernel/drivers/vfio/vfio.ko", "kernel/drivers/vfio/vfio_iommu_type1.ko", "kernel/drivers/vfio/pci/vfio-pci.ko")
+
+
+def play(tmp_path, grub_cfg, modules=VFIO_FILES):
     root = tmp_path / "host"
     (root / "boot" / "grub").mkdir(parents=True)
     shutil.copy(os.path.join(BOOT, grub_cfg), root / "boot" / "grub" / "grub.cfg")
+    for path in modules:  # the kernel the fixtures' entries boot
+        (root / "lib" / "modules" / "6.8.12-4-pve" / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / "lib" / "modules" / "6.8.12-4-pve" / path).write_bytes(b"")
     out = tmp_path / "facts.json"
     playbook = tmp_path / "play.yml"
     playbook.write_text(PLAY.format(root=root, out=out))
@@ -83,4 +90,14 @@ def test_good_entry_passes_and_publishes_the_facts(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert facts["required"] is True and facts["pending"] is True
     assert facts["entries"][0]["name"] == "Proxmox VE GNU/Linux" and facts["entries"][0]["ok"] is True
+    assert facts["entries"][0]["kernel"] == "6.8.12-4-pve" and facts["entries"][0]["missing_modules"] == []
     assert "reboot pending" in done.stdout
+
+
+def test_a_kernel_without_vfio_pci_is_refused_before_the_reboot(tmp_path):
+    done, facts = play(tmp_path, "grub-cfg-debian12-pve8-ext4-submenu.cfg", modules=VFIO_FILES[:2])
+    assert done.returncode != 0, done.stdout
+    assert "boots kernel 6.8.12-4-pve, which lacks vfio_pci" in done.stdout
+    assert "Install the complete kernel package of 6.8.12-4-pve" in done.stdout and "The host was not rebooted" in done.stdout
+    assert "Reboot into the new configuration" not in done.stdout
+    assert facts is None

@@ -69,7 +69,7 @@ def test_transcoder_user_can_open_render_nodes(host):
 
 def test_no_render_node_is_a_vm_config_failure(host, converge):
     assert converge["ok"] is False
-    assert converge["link"] == "VM config"
+    assert converge["link"] == "vm_config"
     assert converge["message"] == NO_RENDER_NODE
     assert converge["fix"] == HOSTPCI_FIX
     assert converge["render_nodes"] == [] and converge["gpu"] is None
@@ -85,7 +85,7 @@ def test_strict_mode_fails_naming_the_link_and_the_fix(side_effect):
 def test_render_node_without_video_engine_is_a_guest_driver_failure(host, side_effect):
     report = side_effect["vgem"]
     assert report["render_nodes"] == ["/dev/dri/renderD128"], report
-    assert report["ok"] is False and report["link"] == "guest driver", report
+    assert report["ok"] is False and report["link"] == "guest_driver", report
     assert "the iHD driver failed to initialise on /dev/dri/renderD128" in report["message"], report
     assert "vainfo reports no codecs" in report["message"], report
     assert "intel-media-va-driver-non-free" in report["fix"], report
@@ -99,7 +99,7 @@ def test_render_node_without_video_engine_is_a_guest_driver_failure(host, side_e
 
 def test_free_driver_fails_naming_the_missing_codec(side_effect):
     report = side_effect["free"]
-    assert report["ok"] is False and report["link"] == "guest driver", report
+    assert report["ok"] is False and report["link"] == "guest_driver", report
     assert report["codecs"]["missing"] == ["hevc_encode"], report
     assert report["message"] == "VA-API works on /dev/dri/renderD128 (iHD 21.1.1) but lacks hevc_encode", report
     assert "intel-media-va-driver-non-free" in report["fix"], report
@@ -141,7 +141,7 @@ def test_probe_reports_no_vaapi_device_with_the_diagnosis(probe, scenario):
 def test_probe_labels_no_streams_when_vaapi_ran_nowhere(side_effect, probe):
     assert probe["label_streams"] == {}, probe
     # the verdict beside the measurement is still the missing render node
-    assert side_effect["probe"]["link"] == "VM config" and side_effect["probe"]["message"] == NO_RENDER_NODE
+    assert side_effect["probe"]["link"] == "vm_config" and side_effect["probe"]["message"] == NO_RENDER_NODE
 
 
 def test_probe_leaves_no_work_directory(host):

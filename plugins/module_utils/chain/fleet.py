@@ -74,19 +74,20 @@ POWER_ACTIONS = ("shutdown", "stop", "start")
 def host_plan(diagnosis, reboot=False):
     """``{changes, reboot, refusals}`` of one Proxmox host from ``diagnosis.diagnose`` output (None: no facts).
 
-    Every failing link is a change the host link will make; the host reboots when ``reboot`` (the role's
-    ``proxmox_gpu_prep_reboot``) allows it and a failing link is one a reboot repairs.
+    Every failing part (named as the diagnosis names it: ``cmdline``, ``iommu``, ...) is a change the host link
+    will make; the host reboots when ``reboot`` (the role's ``proxmox_gpu_prep_reboot``) allows it and a failing
+    part is one a reboot repairs.
     """
     if diagnosis is None:
         return {"changes": [], "reboot": False, "refusals": []}
-    ok = {part["link"]: bool(part.get("ok")) for part in diagnosis}
+    ok = {part["part"]: bool(part.get("ok")) for part in diagnosis}
     failing = [part for part in diagnosis if not part.get("ok")]
     # isolation can only be judged once the IOMMU is on and the device sits in a group
-    final = [part for part in failing if part["link"] == "firmware"
-             or (part["link"] == "isolation" and ok.get("iommu") and ok.get("groups"))]
-    refusals = [{"kind": "host", "message": "%s: %s" % (NOT_FIXABLE[part["link"]], part.get("detail")),
+    final = [part for part in failing if part["part"] == "firmware"
+             or (part["part"] == "isolation" and ok.get("iommu") and ok.get("groups"))]
+    refusals = [{"kind": "host", "message": "%s: %s" % (NOT_FIXABLE[part["part"]], part.get("detail")),
                  "fix": part.get("fix")} for part in final]
-    changes = [part["link"] for part in failing if part["link"] not in NOT_FIXABLE]
+    changes = [part["part"] for part in failing if part["part"] not in NOT_FIXABLE]
     return {"changes": changes, "reboot": bool(reboot) and any(name in REBOOT_REPAIRS for name in changes) and not refusals,
             "refusals": refusals}
 

@@ -4,10 +4,11 @@
 """The guest link: judge what vainfo_facts found, name the GPU, and work out the node labels.
 
 Pure Python, standard library only. ``diagnose`` turns the ``vainfo`` facts into one verdict
-``{ok, link, message, fix, line, ...}`` whose ``link`` says where the chain is broken:
+``{ok, link, message, fix, line, ...}`` whose ``link`` (an id of module_utils/links.py; ``line`` shows its title)
+says where the chain is broken:
 
-``VM config``     no render node in the guest: the GPU never reached the VM (hostpciN)
-``guest driver``  a render node exists, but VA-API does not work on it or lacks a required codec
+``vm_config``     VM config: no render node in the guest, the GPU never reached the VM (hostpciN)
+``guest_driver``  guest driver: a render node exists, but VA-API does not work on it or lacks a required codec
 
 ``scan_drm`` reads the DRM nodes of ``/sys/class/drm`` with their PCI devices and ``choose_gpu``
 picks the render node of the passed-through GPU (never an emulated display's); a GPU in
@@ -29,8 +30,8 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.vain
     codec_report,
 )
 
-LINK_VM_CONFIG = links.title("vm_config")
-LINK_GUEST_DRIVER = links.title("guest_driver")
+LINK_VM_CONFIG = links.check("vm_config")
+LINK_GUEST_DRIVER = links.check("guest_driver")
 
 NON_FREE_PACKAGE = "intel-media-va-driver-non-free"
 INSTALL_FIX = (
@@ -60,7 +61,7 @@ def _verdict(ok, link, message, fix, **details):
 def _line(verdict):
     if verdict["ok"]:
         return "ok   %s" % verdict["message"]
-    return "FAIL %s: %s — fix: %s" % (verdict["link"], verdict["message"], verdict["fix"])
+    return "FAIL %s: %s — fix: %s" % (links.title(verdict["link"]), verdict["message"], verdict["fix"])
 
 
 def _judge_failed_run(node, result, wanted):
@@ -234,8 +235,8 @@ def diagnose(facts, required=None, driver_name="iHD", non_free=False, huc=None):
     """One verdict for the guest from the ``vainfo`` facts of ``vainfo_facts``.
 
     Returns ``{ok, link, message, fix, line, render_nodes, node, driver, driver_name, driver_version,
-    codecs, nodes, gpu, capabilities, notes, ...}``: ``link`` is None when ok, ``VM config`` when there
-    is no render node and ``guest driver`` otherwise. With ``facts["gpu"]`` (the passed GPU found in
+    codecs, nodes, gpu, capabilities, notes, ...}``: ``link`` is None when ok, ``vm_config`` when there
+    is no render node and ``guest_driver`` otherwise. With ``facts["gpu"]`` (the passed GPU found in
     sysfs) only its render node counts, judged against its generation when ``gpu_capabilities``
     knows it; otherwise ``node`` is the first render node that passes ``required`` (None: the default
     H.264/HEVC decode and encode), else the first probed. ``huc`` None takes what sysfs says.

@@ -1,36 +1,40 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 homelab.gpu_passthrough maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Walk the passthrough chain of one host and say, link by link, what holds and what to fix.
+"""Walk the passthrough chain of one host and say, part by part, what holds and what to fix.
 
 Pure Python, standard library only. The input is the ``iommu`` facts dictionary that the
 ``iommu_facts`` module returns (optionally with its ``dmesg`` part); the output is an ordered
-list of links, each ``{link, title, ok, pending, detail, fix}``:
+list of parts, each ``{part, link, title, ok, pending, detail, fix}``. ``part`` is the finer name used
+here, ``link`` the host link of module_utils/links.py the part belongs to, ``title`` the part's name for display:
 
-``firmware``  firmware VT-d     the DMAR (Intel) or IVRS (AMD) ACPI table exists
-``cmdline``   cmdline           the wanted kernel arguments are live in /proc/cmdline
-``iommu``     IOMMU on          the kernel turned the IOMMU on (groups exist, kernel log agrees)
-``groups``    groups            the target device was found and sits in an IOMMU group
-``isolation`` target isolation  nothing else shares the target's group
-``binding``   driver binding    the target (and its group) is bound to the expected driver
+``part``      ``link``   title             holds when
+``firmware``  firmware   firmware VT-d     the DMAR (Intel) or IVRS (AMD) ACPI table exists
+``cmdline``   cmdline    cmdline           the wanted kernel arguments are live in /proc/cmdline
+``iommu``     firmware   IOMMU on          the kernel turned the IOMMU on (groups exist, kernel log agrees)
+``groups``    group      groups            the target device was found and sits in an IOMMU group
+``isolation`` group      target isolation  nothing else shares the target's group
+``binding``   binding    driver binding    the target (and its group) is bound to the expected driver
 
-``pending`` marks a failing link that the next reboot is expected to repair (the role
+``pending`` marks a failing part that the next reboot is expected to repair (the role
 has written the configuration but the running kernel does not carry it yet).
 """
 
 from __future__ import annotations
 
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import pci_ids
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import links, pci_ids
 
-LINKS = (
-    ("firmware", "firmware VT-d"),
-    ("cmdline", "cmdline"),
-    ("iommu", "IOMMU on"),
-    ("groups", "groups"),
-    ("isolation", "target isolation"),
-    ("binding", "driver binding"),
+# In order: the part, its title, and the link of module_utils/links.py it belongs to.
+PARTS = (
+    ("firmware", "firmware VT-d", "firmware"),
+    ("cmdline", "cmdline", "cmdline"),
+    ("iommu", "IOMMU on", "firmware"),
+    ("groups", "groups", "group"),
+    ("isolation", "target isolation", "group"),
+    ("binding", "driver binding", "binding"),
 )
-TITLES = dict(LINKS)
+TITLES = {name: title for name, title, _link in PARTS}
+LINK_OF = {name: links.check(link) for name, _title, link in PARTS}
 
 DEFAULT_DRIVER = "vfio-pci"
 INTEL_ARGS = {"intel_iommu": "on", "iommu": "pt"}
@@ -116,9 +120,10 @@ def wanted_args(vendor, iommu_pt=True, extra=None):
     return args
 
 
-def _link(name, ok, detail, fix=None, pending=False):
+def _part(name, ok, detail, fix=None, pending=False):
     return {
-        "link": name,
+        "part": name,
+        "link": LINK_OF[name],
         "title": TITLES[name],
         "ok": bool(ok),
         "pending": bool(pending) and not ok,
@@ -170,8 +175,8 @@ def _firmware(facts):
     vendor = facts.get("vendor")
     table = _table_name(vendor)
     if facts.get("firmware_vtd"):
-        return _link("firmware", True, "%s table present" % table)
-    return _link(
+        return _part("firmware", True, "%s table present" % table)
+    return _part(
         "firmware", False,
         "no DMAR/IVRS ACPI table: the firmware exposes no IOMMU (VT-d/AMD-Vi off or unsupported)",
         BIOS_HINT.get(vendor, BIOS_HINT[None]),
@@ -182,9 +187,9 @@ def _cmdline(facts, wanted, pending):
     cmdline = facts.get("cmdline")
     missing = missing_args(cmdline, wanted)
     if not wanted:
-        return _link("cmdline", True, "no kernel arguments wanted on this platform")
+        return _part("cmdline", True, "no kernel arguments wanted on this platform")
     if not missing:
-        return _link("cmdline", True, "%s live in /proc/cmdline" % format_args(wanted))
+        return _part("cmdline", True, "%s live in /proc/cmdline" % format_args(wanted))
     fix = (
         "run the %s role, or add `%s` to GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub and run "
         "update-grub (systemd-boot/ZFS: append to /etc/kernel/cmdline and run proxmox-boot-tool refresh), "
@@ -195,7 +200,7 @@ def _cmdline(facts, wanted, pending):
         detail = "%s configured, not live yet (reboot pending)" % format_args(missing)
     else:
         detail = "%s missing from /proc/cmdline" % format_args(missing)
-    return _link("cmdline", False, detail, fix, pending)
+    return _part("cmdline", False, detail, fix, pending)
 
 
 def _iommu(facts, wanted, pending):
@@ -227,7 +232,7 @@ def _iommu(facts, wanted, pending):
         detail = "%d IOMMU group%s" % (len(groups), "" if len(groups) == 1 else "s")
         if notes:
             detail += "; " + "; ".join(notes)
-        return _link("iommu", True, detail)
+        return _part("iommu", True, detail)
     if enabled:
         detail = "%d IOMMU groups, but the kernel log says the IOMMU is off" % len(groups)
     else:
@@ -244,7 +249,7 @@ def _iommu(facts, wanted, pending):
     if pending:
         fix = REBOOT_FIX
         detail += " (reboot pending)"
-    return _link("iommu", False, detail, fix, pending)
+    return _part("iommu", False, detail, fix, pending)
 
 
 def _target(facts):
@@ -267,7 +272,7 @@ def _groups(facts, pending):
             fix = "name the device to pass through (device/proxmox_gpu_prep_device), e.g. one of: %s" % ", ".join(gpus)
         else:
             fix = "no display-class PCI device on this host: name the device (address like 0000:00:02.0 or id like 8086:3e92); check `lspci -nn`"
-        return _link("groups", False, detail, fix)
+        return _part("groups", False, detail, fix)
     addr = target["address"]
     group = target.get("group") or (devices.get(addr) or {}).get("iommu_group")
     if group is None or not groups:
@@ -276,9 +281,9 @@ def _groups(facts, pending):
         if pending:
             fix = REBOOT_FIX
             detail += " (reboot pending)"
-        return _link("groups", False, detail, fix, pending)
+        return _part("groups", False, detail, fix, pending)
     members = target.get("group_devices") or groups.get(str(group)) or []
-    return _link(
+    return _part(
         "groups", True,
         "%d group%s; %s in group %s with %d device%s" % (
             len(groups), "" if len(groups) == 1 else "s", addr, group, len(members), "" if len(members) == 1 else "s"),
@@ -289,13 +294,13 @@ def _isolation(facts, pending):
     devices = facts.get("devices") or {}
     target = _target(facts)
     if target is None:
-        return _link("isolation", False, "no target device", "see the groups link")
+        return _part("isolation", False, "no target device", "see the groups link")
     addr = target["address"]
     group = target.get("group")
     if group is None or not facts.get("groups"):
         detail = "%s has no IOMMU group to be isolated in" % addr
         fix = REBOOT_FIX if pending else "turn the IOMMU on first (see the IOMMU on link)"
-        return _link("isolation", False, detail, fix, pending)
+        return _part("isolation", False, detail, fix, pending)
     members = list(target.get("group_devices") or (facts.get("groups") or {}).get(str(group)) or [])
     if target.get("isolated"):
         others = [m for m in members if m != addr]
@@ -304,7 +309,7 @@ def _isolation(facts, pending):
             detail += " with its own functions/bridges %s" % ", ".join(others)
         else:
             detail += " alone"
-        return _link("isolation", True, detail)
+        return _part("isolation", True, detail)
     reasons = _as_list(target.get("reasons"))
     detail = "group %s is shared: %s" % (group, "; ".join(_describe(devices, m) for m in members))
     if reasons:
@@ -315,7 +320,7 @@ def _isolation(facts, pending):
         "'PCIe ACS' settings; pcie_acs_override=downstream,multifunction (Proxmox kernel) splits groups "
         "without real isolation. Group members: %s" % ", ".join(members)
     )
-    return _link("isolation", False, detail, fix)
+    return _part("isolation", False, detail, fix)
 
 
 def _binding(facts, expected, include_group, pending, driver_mode):
@@ -323,10 +328,10 @@ def _binding(facts, expected, include_group, pending, driver_mode):
     target = _target(facts)
     if expected is None:
         if target is None:
-            return _link("binding", True, "no driver expected")
-        return _link("binding", True, "no driver expected; %s" % _describe(devices, target["address"]))
+            return _part("binding", True, "no driver expected")
+        return _part("binding", True, "no driver expected; %s" % _describe(devices, target["address"]))
     if target is None:
-        return _link("binding", False, "no target device", "see the groups link")
+        return _part("binding", False, "no target device", "see the groups link")
     addr = target["address"]
     wanted = [addr]
     if include_group:
@@ -336,7 +341,7 @@ def _binding(facts, expected, include_group, pending, driver_mode):
     drivers = {a: (devices.get(a) or {}).get("driver") for a in wanted}
     wrong = [a for a in wanted if drivers[a] != expected]
     if not wrong:
-        return _link("binding", True, "%s bound to %s" % (", ".join(wanted), expected))
+        return _part("binding", True, "%s bound to %s" % (", ".join(wanted), expected))
     detail = "; ".join("%s uses %s" % (a, drivers[a] or "no driver") for a in wrong)
     ids = _device_ids(devices, wanted)
     current = []
@@ -359,19 +364,19 @@ def _binding(facts, expected, include_group, pending, driver_mode):
     if pending:
         fix = REBOOT_FIX
         detail += " (reboot pending)"
-    return _link("binding", False, detail, fix, pending)
+    return _part("binding", False, detail, fix, pending)
 
 
 def diagnose(facts, cmdline=None, expected_driver=DEFAULT_DRIVER, group=True, reboot_pending=False,
              iommu_pt=True, driver_mode="vfio_ids"):
-    """The links of the chain for one host, in order.
+    """The parts of the chain for one host, in order (``PARTS``).
 
     ``facts``: the ``iommu`` facts dictionary (None or {} for a host without data).
     ``cmdline``: the wanted kernel arguments (dict); by default ``intel_iommu=on iommu=pt`` on an Intel
     (or unknown) platform and ``iommu=pt`` on AMD, keyed on the firmware table's vendor.
     ``expected_driver``: the driver the target should use (None: do not judge the binding).
     ``group``: also judge the other endpoints in the target's group.
-    ``reboot_pending``: the configuration is written but the host has not rebooted into it; links the
+    ``reboot_pending``: the configuration is written but the host has not rebooted into it; parts the
     reboot should repair are reported as pending instead of as plain failures.
     """
     if facts is None:
@@ -381,7 +386,7 @@ def diagnose(facts, cmdline=None, expected_driver=DEFAULT_DRIVER, group=True, re
     wanted = wanted_args(facts.get("vendor"), iommu_pt) if cmdline is None else dict(cmdline)
     pending = bool(reboot_pending)
     firmware = _firmware(facts)
-    links = [
+    return [
         firmware,
         _cmdline(facts, wanted, pending),
         _iommu(facts, wanted, pending and firmware["ok"]),
@@ -389,15 +394,18 @@ def diagnose(facts, cmdline=None, expected_driver=DEFAULT_DRIVER, group=True, re
         _isolation(facts, pending and firmware["ok"]),
         _binding(facts, expected_driver, group, pending and firmware["ok"], driver_mode),
     ]
-    return links
 
 
-def summarize(links):
-    """``{ok, failed, pending, line}``: ``ok`` only when every link holds."""
-    failed = [ln["link"] for ln in links if not ln["ok"] and not ln.get("pending")]
-    pending = [ln["link"] for ln in links if not ln["ok"] and ln.get("pending")]
-    good = len(links) - len(failed) - len(pending)
-    line = "%d/%d links ok" % (good, len(links))
+def _title(part):
+    return part.get("title") or TITLES.get(part["part"], part["part"])
+
+
+def summarize(parts):
+    """``{ok, failed, pending, line}``: ``ok`` only when every part holds; ``failed`` and ``pending`` name parts."""
+    failed = [p["part"] for p in parts if not p["ok"] and not p.get("pending")]
+    pending = [p["part"] for p in parts if not p["ok"] and p.get("pending")]
+    good = len(parts) - len(failed) - len(pending)
+    line = "%d/%d links ok" % (good, len(parts))
     if failed:
         line += "; FAIL: %s" % ", ".join(TITLES.get(n, n) for n in failed)
     if pending:
@@ -407,21 +415,21 @@ def summarize(links):
     return {"ok": not failed and not pending, "failed": failed, "pending": pending, "line": line}
 
 
-def status_word(link):
-    if link.get("ok"):
+def status_word(part):
+    if part.get("ok"):
         return "ok"
-    return "PEND" if link.get("pending") else "FAIL"
+    return "PEND" if part.get("pending") else "FAIL"
 
 
-def format_lines(links, summary=False):
-    """One line per link: ``ok   firmware VT-d      DMAR table present`` / ``FAIL cmdline ... — fix: ...``."""
-    width = max([len(ln.get("title") or ln["link"]) for ln in links] + [0])
+def format_lines(parts, summary=False):
+    """One line per part: ``ok   firmware VT-d      DMAR table present`` / ``FAIL cmdline ... — fix: ...``."""
+    width = max([len(_title(p)) for p in parts] + [0])
     lines = []
-    for ln in links:
-        text = "%-4s %-*s  %s" % (status_word(ln), width, ln.get("title") or ln["link"], ln.get("detail") or "")
-        if not ln.get("ok") and ln.get("fix"):
-            text += " — fix: %s" % ln["fix"]
+    for part in parts:
+        text = "%-4s %-*s  %s" % (status_word(part), width, _title(part), part.get("detail") or "")
+        if not part.get("ok") and part.get("fix"):
+            text += " — fix: %s" % part["fix"]
         lines.append(text.rstrip())
     if summary:
-        lines.append(summarize(links)["line"])
+        lines.append(summarize(parts)["line"])
     return lines

@@ -3,6 +3,7 @@
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.homelab.gpu_passthrough.plugins.filter.chain import FilterModule
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.guest.verdict import diagnose
 from test_iommu_diagnosis import _facts
 
 FILTERS = FilterModule().filters()
@@ -70,3 +71,15 @@ def test_the_label_row_names_the_node_by_the_collection_rule():
     rows = {(r["host"], r["id"]): r for r in FILTERS["chain_summary"](hostvars, GROUPS, run_tags=["all"], skip_tags=[])}
     assert rows[("k3s-agent-1", "labels")]["detail"].startswith("node agent-1.lan: ")
     assert rows[("k3s-agent-2", "labels")]["detail"].startswith("node vm-2: ")
+
+
+def test_link_title_shows_what_a_verdict_names():
+    verdict = diagnose(None)
+    # the message the gpu_worker role fails with names the link by its title, as the verdict's line does
+    assert verdict["line"].startswith("FAIL %s: " % FILTERS["link_title"](verdict["link"]))
+    # the summary row of that link shows the same title
+    rows = FILTERS["chain_summary"](_hostvars(), GROUPS, limit=["k3s-agent-1"], run_tags=["all"], skip_tags=[])
+    assert {r["id"]: r["link"] for r in rows}[verdict["link"]] == FILTERS["link_title"](verdict["link"])
+    assert FILTERS["link_title"](None) is None
+    with pytest.raises(AnsibleFilterError, match="link_title: unknown link 'VM config'"):
+        FILTERS["link_title"]("VM config")

@@ -26,7 +26,7 @@ def test_diagnosis_takes_one_codec_name_or_a_list():
 
 def test_diagnosis_takes_non_free_and_huc():
     facts = {"render_nodes": [], "results": {}}
-    assert FILTERS["gpu_worker_diagnosis"](facts, non_free="true", huc=None)["link"] == "VM config"
+    assert FILTERS["gpu_worker_diagnosis"](facts, non_free="true", huc=None)["link"] == "vm_config"
     with pytest.raises(AnsibleFilterError, match="huc"):
         FILTERS["gpu_worker_diagnosis"](facts, huc="maybe")
 

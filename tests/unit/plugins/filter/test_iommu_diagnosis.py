@@ -70,9 +70,9 @@ def test_null_facts_fail_every_link_with_a_fix():
     assert all(line.startswith("FAIL ") and " — fix: " in line for line in lines)
 
 
-def test_links_are_plain_data():
-    links = FILTERS["iommu_diagnosis"](_facts())
-    assert all(set(link) == {"link", "title", "ok", "pending", "detail", "fix"} for link in links)
+def test_parts_are_plain_data():
+    parts = FILTERS["iommu_diagnosis"](_facts())
+    assert all(set(part) == {"part", "link", "title", "ok", "pending", "detail", "fix"} for part in parts)
 
 
 @pytest.mark.parametrize("call,args,kwargs,message", [
@@ -81,7 +81,7 @@ def test_links_are_plain_data():
     ("iommu_diagnosis", ({},), {"cmdline": "intel_iommu=on"}, "cmdline must be a dict"),
     ("iommu_diagnosis", ({},), {"driver_mode": "nouveau"}, "driver_mode must be vfio_ids or blacklist"),
     ("iommu_report_lines", ("text",), {}, "expects the list from iommu_diagnosis"),
-    ("iommu_report_lines", ([{"ok": True}],), {}, "is not a link"),
+    ("iommu_report_lines", ([{"ok": True}],), {}, "is not one of its parts"),
     ("iommu_summary", (42,), {}, "expects the list from iommu_diagnosis"),
 ])
 def test_bad_input(call, args, kwargs, message):

@@ -80,12 +80,12 @@ def _set_driver(facts, addr, driver):
     return facts
 
 
-def _by_link(links):
-    return {ln["link"]: ln for ln in links}
+def _by_part(parts):
+    return {part["part"]: part for part in parts}
 
 
 CASES = [
-    # name, facts, kwargs, links expected ok, links expected pending
+    # name, facts, kwargs, parts expected ok, parts expected pending
     ("healthy", HEALTHY, {}, set(ORDER), set()),
     ("healthy stand-in group", STANDIN, {}, set(ORDER), set()),
     ("no DMAR table", _change(HEALTHY, firmware_vtd=False, vendor=None, enabled=False, groups={},
@@ -114,19 +114,19 @@ CASES = [
 @pytest.mark.parametrize("name,facts,kwargs,ok,pending", CASES, ids=[c[0] for c in CASES])
 def test_links_table(name, facts, kwargs, ok, pending):
     links = diagnosis.diagnose(copy.deepcopy(facts), **kwargs)
-    assert [ln["link"] for ln in links] == ORDER
-    assert {ln["link"] for ln in links if ln["ok"]} == ok
-    assert {ln["link"] for ln in links if ln["pending"]} == pending
+    assert [ln["part"] for ln in links] == ORDER
+    assert {ln["part"] for ln in links if ln["ok"]} == ok
+    assert {ln["part"] for ln in links if ln["pending"]} == pending
     for ln in links:
         assert ln["detail"]
         if ln["ok"]:
             assert ln["fix"] is None
         else:
-            assert ln["fix"], "%s has no fix" % ln["link"]
+            assert ln["fix"], "%s has no fix" % ln["part"]
 
 
 def test_healthy_details():
-    links = _by_link(diagnosis.diagnose(HEALTHY))
+    links = _by_part(diagnosis.diagnose(HEALTHY))
     assert links["firmware"]["detail"] == "DMAR table present"
     assert links["cmdline"]["detail"] == "intel_iommu=on iommu=pt live in /proc/cmdline"
     assert "DMAR: IOMMU enabled" in links["iommu"]["detail"]
@@ -137,7 +137,7 @@ def test_healthy_details():
 
 def test_no_dmar_gives_bios_hint_everywhere_it_matters():
     case = dict((c[0], c[1]) for c in CASES)["no DMAR table"]
-    links = _by_link(diagnosis.diagnose(case, reboot_pending=True))
+    links = _by_part(diagnosis.diagnose(case, reboot_pending=True))
     assert "VT-d" in links["firmware"]["fix"] and "M920q" in links["firmware"]["fix"]
     assert "no DMAR/IVRS ACPI table" in links["firmware"]["detail"]
     # a reboot cannot repair missing firmware support: the IOMMU link stays a failure pointing at the firmware
@@ -147,7 +147,7 @@ def test_no_dmar_gives_bios_hint_everywhere_it_matters():
 
 def test_cmdline_fix_names_both_bootloaders():
     facts = _change(HEALTHY, cmdline=["quiet", "iommu=pt"])
-    link = _by_link(diagnosis.diagnose(facts))["cmdline"]
+    link = _by_part(diagnosis.diagnose(facts))["cmdline"]
     assert link["detail"] == "intel_iommu=on missing from /proc/cmdline"
     assert "`intel_iommu=on`" in link["fix"]
     assert "update-grub" in link["fix"] and "proxmox-boot-tool refresh" in link["fix"]
@@ -155,7 +155,7 @@ def test_cmdline_fix_names_both_bootloaders():
 
 def test_iommu_off_points_at_cmdline_and_shows_log():
     case = dict((c[0], c[1]) for c in CASES)["IOMMU off"]
-    links = _by_link(diagnosis.diagnose(case))
+    links = _by_part(diagnosis.diagnose(case))
     assert "intel_iommu=on missing" in links["cmdline"]["detail"]  # the last repeat wins: off
     assert "DMAR: IOMMU disabled" in links["iommu"]["detail"]
     assert "intel_iommu=on iommu=pt" in links["iommu"]["fix"]
@@ -165,7 +165,7 @@ def test_iommu_off_points_at_cmdline_and_shows_log():
 def test_log_saying_off_fails_iommu_link():
     facts = _change(HEALTHY, dmesg={"vendor": "intel", "iommu_enabled": False, "evidence": ["DMAR: IOMMU disabled"],
                                     "default_domain": "Translated"})
-    link = _by_link(diagnosis.diagnose(facts))["iommu"]
+    link = _by_part(diagnosis.diagnose(facts))["iommu"]
     assert not link["ok"]
     assert "the kernel log says the IOMMU is off" in link["detail"]
     assert "DMAR: IOMMU disabled" in link["detail"]
@@ -179,21 +179,21 @@ def test_log_saying_off_fails_iommu_link():
      "default domain Passthrough"),
 ])
 def test_groups_outweigh_an_inconclusive_log(dmesg, note):
-    link = _by_link(diagnosis.diagnose(_change(HEALTHY, dmesg=dmesg)))["iommu"]
+    link = _by_part(diagnosis.diagnose(_change(HEALTHY, dmesg=dmesg)))["iommu"]
     assert link["ok"]
     assert note in link["detail"]
 
 
 def test_unreadable_log_does_not_fail_iommu_link():
     facts = _change(HEALTHY, dmesg={"error": "dmesg: read kernel buffer failed: Operation not permitted"})
-    link = _by_link(diagnosis.diagnose(facts))["iommu"]
+    link = _by_part(diagnosis.diagnose(facts))["iommu"]
     assert link["ok"]
     assert "kernel log unreadable" in link["detail"]
 
 
 def test_shared_group_fix_lists_members_and_acs():
     case = dict((c[0], c[1]) for c in CASES)["GPU sharing a group"]
-    link = _by_link(diagnosis.diagnose(case))["isolation"]
+    link = _by_part(diagnosis.diagnose(case))["isolation"]
     assert "ACS" in link["fix"]
     assert "0000:01:00.0, 0000:01:00.1, 0000:01:00.2" in link["fix"]
     assert "0000:01:00.2 is another device in group 4" in link["detail"]
@@ -201,7 +201,7 @@ def test_shared_group_fix_lists_members_and_acs():
 
 def test_wrong_driver_fix_is_ids_softdep_initramfs_reboot():
     facts = _set_driver(copy.deepcopy(HEALTHY), GPU, "i915")
-    link = _by_link(diagnosis.diagnose(facts))["binding"]
+    link = _by_part(diagnosis.diagnose(facts))["binding"]
     assert link["detail"] == "0000:00:02.0 uses i915"
     for part in ("options vfio-pci ids=8086:3e92", "softdep i915 pre: vfio-pci", "update-initramfs -u -k all", "reboot"):
         assert part in link["fix"]
@@ -209,47 +209,47 @@ def test_wrong_driver_fix_is_ids_softdep_initramfs_reboot():
 
 def test_wrong_driver_blacklist_mode():
     facts = _set_driver(copy.deepcopy(HEALTHY), GPU, "i915")
-    link = _by_link(diagnosis.diagnose(facts, driver_mode="blacklist"))["binding"]
+    link = _by_part(diagnosis.diagnose(facts, driver_mode="blacklist"))["binding"]
     assert "blacklist i915" in link["fix"]
     assert "softdep" not in link["fix"]
 
 
 def test_group_binding_covers_the_audio_function():
     facts = _set_driver(copy.deepcopy(STANDIN), AUDIO, "snd_hda_intel")
-    link = _by_link(diagnosis.diagnose(facts))["binding"]
+    link = _by_part(diagnosis.diagnose(facts))["binding"]
     assert not link["ok"]
     assert link["detail"] == "0000:01:00.1 uses snd_hda_intel"
     assert "ids=1234:1111,8086:293e" in link["fix"]
     # only the target judged: the audio function does not matter
-    assert _by_link(diagnosis.diagnose(facts, group=False))["binding"]["ok"]
+    assert _by_part(diagnosis.diagnose(facts, group=False))["binding"]["ok"]
 
 
 def test_no_expected_driver_skips_judgement():
     facts = _set_driver(copy.deepcopy(HEALTHY), GPU, "i915")
-    link = _by_link(diagnosis.diagnose(facts, expected_driver=None))["binding"]
+    link = _by_part(diagnosis.diagnose(facts, expected_driver=None))["binding"]
     assert link["ok"] and "driver i915" in link["detail"]
 
 
 def test_amd_platform_wants_only_iommu_pt():
     facts = _change(HEALTHY, vendor="amd", cmdline=["quiet", "iommu=pt"])
-    links = _by_link(diagnosis.diagnose(facts))
+    links = _by_part(diagnosis.diagnose(facts))
     assert links["firmware"]["detail"] == "IVRS table present"
     assert links["cmdline"]["ok"]
-    assert not _by_link(diagnosis.diagnose(facts, iommu_pt=True, cmdline={"amd_iommu": "on"}))["cmdline"]["ok"]
+    assert not _by_part(diagnosis.diagnose(facts, iommu_pt=True, cmdline={"amd_iommu": "on"}))["cmdline"]["ok"]
 
 
 def test_iommu_pt_optional():
     facts = _change(HEALTHY, cmdline=["intel_iommu=on"])
-    assert not _by_link(diagnosis.diagnose(facts))["cmdline"]["ok"]
-    assert _by_link(diagnosis.diagnose(facts, iommu_pt=False))["cmdline"]["ok"]
+    assert not _by_part(diagnosis.diagnose(facts))["cmdline"]["ok"]
+    assert _by_part(diagnosis.diagnose(facts, iommu_pt=False))["cmdline"]["ok"]
 
 
 def test_no_target_names_candidates():
     facts = _change(HEALTHY, target=None, gpus=[GPU, "0000:01:00.0"])
-    link = _by_link(diagnosis.diagnose(facts))["groups"]
+    link = _by_part(diagnosis.diagnose(facts))["groups"]
     assert not link["ok"]
     assert "0000:00:02.0, 0000:01:00.0" in link["fix"]
-    none = _by_link(diagnosis.diagnose(NO_IOMMU))["groups"]
+    none = _by_part(diagnosis.diagnose(NO_IOMMU))["groups"]
     assert "no display-class PCI device" in none["fix"]
 
 

@@ -31,7 +31,7 @@ def test_no_render_node_is_the_vm_config():
     verdict = guest.diagnose({"render_nodes": [], "devices": {}, "results": {}, "available": False,
                               "hint": "no render node: the VM has no GPU"})
     assert verdict["ok"] is False
-    assert verdict["link"] == "VM config"
+    assert verdict["link"] == "vm_config"
     assert verdict["message"] == "no render node in the VM: the GPU is not passed through"
     assert verdict["fix"] == "check hostpci0 in the VM config (qm config <vmid>) and `lspci -nnk` in the VM"
     assert verdict["line"] == ("FAIL VM config: no render node in the VM: the GPU is not passed through — fix: "
@@ -40,12 +40,12 @@ def test_no_render_node_is_the_vm_config():
 
 
 def test_missing_facts_count_as_no_render_node():
-    assert guest.diagnose(None)["link"] == "VM config"
+    assert guest.diagnose(None)["link"] == "vm_config"
 
 
 def test_render_node_without_vainfo_names_the_package():
     verdict = guest.diagnose({"render_nodes": [NODE], "results": {}, "hint": "install the `vainfo` package"})
-    assert verdict["link"] == "guest driver"
+    assert verdict["link"] == "guest_driver"
     assert "vainfo is not installed" in verdict["message"]
     assert "vainfo package" in verdict["fix"]
 
@@ -60,7 +60,7 @@ def test_non_free_driver_passes():
 
 def test_free_driver_lacks_hevc_encode():
     verdict = guest.diagnose(_facts("ihd-kabylake-hd630-proxmox-host-21.1.1-free.txt"))
-    assert verdict["ok"] is False and verdict["link"] == "guest driver"
+    assert verdict["ok"] is False and verdict["link"] == "guest_driver"
     assert verdict["message"] == "VA-API works on %s (iHD 21.1.1) but lacks hevc_encode" % NODE
     assert "intel-media-va-driver-non-free" in verdict["fix"] and "hevc_encode" in verdict["fix"]
     assert verdict["codecs"]["missing"] == ["hevc_encode"]
@@ -75,7 +75,7 @@ def test_required_codecs_are_the_callers():
 
 def test_i965_is_the_wrong_driver_when_ihd_is_wanted():
     verdict = guest.diagnose(_facts("i965-baytrail-2.4.1-lib64-videoproc-after-vc1.txt"))
-    assert verdict["link"] == "guest driver"
+    assert verdict["link"] == "guest_driver"
     assert verdict["message"] == "libva uses the `i965` driver on %s, not iHD" % NODE
     assert "LIBVA_DRIVER_NAME=iHD" in verdict["fix"]
     # any driver is fine when none is asked for; then the missing HEVC decides
@@ -85,14 +85,14 @@ def test_i965_is_the_wrong_driver_when_ihd_is_wanted():
 
 def test_bmc_driver_picked_by_libva():
     verdict = guest.diagnose(_facts("fail-jellyfin-ffmpeg-aspeed-bmc-ast-driver.txt"))
-    assert verdict["link"] == "guest driver"
+    assert verdict["link"] == "guest_driver"
     assert verdict["message"].startswith("libva picked the `ast` driver for %s, not iHD" % NODE)
     assert "LIBVA_DRIVER_NAME=iHD" in verdict["fix"] and "lspci -nnk" in verdict["fix"]
 
 
 def test_ihd_init_failure_has_no_codecs():
     verdict = guest.diagnose(_facts("fail-ihd-init-failed-gem-aperture-error1.txt"))
-    assert verdict["link"] == "guest driver"
+    assert verdict["link"] == "guest_driver"
     assert verdict["message"].startswith("the iHD driver failed to initialise on %s" % NODE)
     assert verdict["message"].endswith("vainfo reports no codecs")
     assert "intel-media-va-driver-non-free" in verdict["fix"] and "i915" in verdict["fix"]
@@ -194,7 +194,7 @@ def _gpu_facts(fixture, pci_id, node=NODE, enable_guc=None):
 def test_kaby_lake_free_driver_is_judged_by_its_generation():
     facts = _gpu_facts("ihd-kabylake-hd630-proxmox-host-21.1.1-free.txt", "8086:5912")
     verdict = guest.diagnose(facts, non_free=True)
-    assert verdict["ok"] is False and verdict["link"] == "guest driver"
+    assert verdict["ok"] is False and verdict["link"] == "guest_driver"
     assert "lacks hevc_encode, hevc10_encode that Intel Kaby Lake (Gen 9.5) offers" in verdict["message"]
     assert "free build" in verdict["message"]
     assert "intel-media-va-driver-non-free" in verdict["fix"]
