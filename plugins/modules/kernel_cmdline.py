@@ -203,155 +203,8 @@ refresh_required:
   sample: true
 """
 
-import glob
-import os
-
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.cmdline import (
-    carries,
-    check_quotes,
-    detect_bootloader,
-    effective_grub_file,
-    grub_linux_conflicts,
-    parse,
-    plan_kernel_cmdline,
-    read_grub,
-    set_args,
-    validate_args,
-    validate_grub_variable,
-    write_grub,
-)
-from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.files import (
-    check_writable,
-    confine,
-    read_for_edit,
-    read_lenient,
-    write_atomic,
-)
-
-# Arguments that only make sense with a value: true here is YAML turning an unquoted on into a boolean.
-VALUED_KEYS = ("intel_iommu", "amd_iommu", "iommu", "vfio-pci.ids", "vfio_pci.ids", "video", "i915.enable_gvt", "i915.enable_guc")
-PBT_LOCATIONS = ("/usr/sbin/proxmox-boot-tool", "/usr/bin/proxmox-boot-tool", "/sbin/proxmox-boot-tool")
-
-
-def _pbt_status(module, root):
-    """Whether proxmox-boot-tool exists, and its ``status`` output (stdout and stderr)."""
-    if root == "/":
-        binary = module.get_bin_path("proxmox-boot-tool")
-    elif module.params["bootloader"] != "auto":
-        return False, None
-    else:
-        binary = next((p for p in (os.path.join(root, c.lstrip("/")) for c in PBT_LOCATIONS) if _inside(root, p) and os.access(p, os.X_OK)), None)
-    if not binary:
-        return False, None
-    dummy, out, err = module.run_command([binary, "status"])
-    return True, (out or "") + "\n" + (err or "")
-
-
-def _inside(root, path):
-    try:
-        confine(root, os.path.relpath(path, root), "proxmox-boot-tool")
-    except PassthroughError:
-        return False  # an image's absolute symlink (sbin -> /usr/sbin) points at the controller, not the image
-    return True
-
-
-def _kernel_versions(root):
-    versions = []
-    for path in glob.glob(confine(root, "/boot", "root") + "/vmlinuz-*"):
-        version = os.path.basename(path)[len("vmlinuz-") :]
-        if version and not version.endswith((".old", ".bak")) and ".dpkg-" not in version:
-            versions.append(version)
-    return versions
-
-
-def _plan_grub(module, root, grub_main, present, absent):
-    p = module.params
-    main_text = read_for_edit(grub_main, "grub_file")
-    if main_text is None:
-        raise PassthroughError(
-            "The GRUB defaults file %s does not exist." % grub_main,
-            fix="Install grub (grub-pc or grub-efi-amd64), or point grub_file at the file, or set bootloader: systemd-boot.",
-            link="file",
-        )
-    dropins = [(path, read_lenient(path)) for path in sorted(glob.glob(os.path.join(grub_main + ".d", "*.cfg")))]
-    dropins = [(path, text) for path, text in dropins if text is not None]
-    target = effective_grub_file((grub_main, main_text), dropins, p["grub_variable"])
-    if target != grub_main:
-        confine(root, os.path.relpath(target, root), "grub_file drop-in")
-    before = main_text if target == grub_main else read_for_edit(target, "grub_file drop-in")
-    old_value = read_grub(before, p["grub_variable"], path=target)
-    check_quotes(old_value, "%s (%s)" % (target, p["grub_variable"]))
-    new_line = set_args(old_value or "", present, absent)
-    changed = old_value is None or parse(old_value) != parse(new_line)
-    after = write_grub(before, p["grub_variable"], new_line) if changed else before
-    for token in grub_linux_conflicts([(grub_main, main_text)] + dropins, p["grub_variable"], present, absent):
-        module.warn("GRUB_CMDLINE_LINUX also holds '%s', which the kernel gets besides %s; edit it there." % (token, p["grub_variable"]))
-    return target, before, after, " ".join(parse(old_value or "")), new_line, changed
-
-
-def run(module):
-    p = module.params
-    root = p["root"] or "/"
-    present = p["present"] or {}
-    absent = p["absent"] or []
-    validate_args(present, absent)
-    validate_grub_variable(p["grub_variable"])
-    for key in present:
-        if present[key] is True and key in VALUED_KEYS:
-            raise PassthroughError(
-                "Kernel argument %r got the value true; YAML reads an unquoted on/yes as a boolean." % key,
-                fix='Quote the value, e.g. %s: "on".' % key,
-            )
-    grub_main = confine(root, p["grub_file"], "grub_file")
-    kc_path = confine(root, p["kernel_cmdline_file"], "kernel_cmdline_file")
-    for path, option in ((grub_main, "grub_file"), (kc_path, "kernel_cmdline_file")):
-        if os.path.isdir(path):
-            read_for_edit(path, option)  # refuses, naming the option
-    pbt_present, pbt_status = _pbt_status(module, root)
-    info = detect_bootloader(
-        bootloader=p["bootloader"],
-        pbt_present=pbt_present,
-        pbt_status=pbt_status,
-        kernel_cmdline_exists=os.path.isfile(kc_path),
-        grub_exists=os.path.isfile(grub_main),
-        kernel_versions=_kernel_versions(root),
-        grub_file=p["grub_file"],
-        kernel_cmdline_file=p["kernel_cmdline_file"],
-    )
-    live = read_lenient(confine(root, "/proc/cmdline", "root"))
-    live = " ".join(parse(live)) if live is not None else None
-    if info["bootloader"] == "grub":
-        target, before, after, previous, new_line, changed = _plan_grub(module, root, grub_main, present, absent)
-    else:
-        target = kc_path
-        before = read_for_edit(kc_path, "kernel_cmdline_file")
-        previous, new_line, changed, after = plan_kernel_cmdline(before, live, present, absent, kc_path, p["take_root_from_live"])
-    result = {
-        "changed": changed,
-        "bootloader": info["bootloader"],
-        "path": target,
-        "cmdline": new_line,
-        "previous_cmdline": previous,
-        "refresh_command": info["refresh_command"],
-        "live_cmdline": live,
-        "reboot_required": changed if live is None else not carries(live, present, absent),
-    }
-    result["refresh_required"] = changed or result["reboot_required"]
-    if changed and module._diff:
-        result["diff"] = {"before": before or "", "after": after, "before_header": target, "after_header": target}
-    if changed and not module.check_mode:
-        check_writable(target)
-        if p["backup"] and os.path.exists(target):
-            result["backup_file"] = module.backup_local(target)
-        try:
-            write_atomic(target, after)
-        except PassthroughError:
-            if result.get("backup_file"):
-                os.unlink(result.pop("backup_file"))  # the file is unchanged, so is its copy
-            raise
-    return result
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.bootloader import edit_kernel_cmdline
 
 
 def main():
@@ -370,7 +223,7 @@ def main():
         expects={"grub_variable": "a plain shell variable name such as GRUB_CMDLINE_LINUX_DEFAULT"},
         supports_check_mode=True,
     )
-    option_checks.exit_with(module, lambda: run(module))
+    option_checks.exit_with(module, lambda: edit_kernel_cmdline(module))
 
 
 if __name__ == "__main__":

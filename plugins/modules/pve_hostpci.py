@@ -19,7 +19,7 @@ description:
   - The wanted value is compared with the VM's configuration (pending values included) by meaning, not by text,
     so V(00:02.0) and V(0000:00:02.0,rombar=1) are the same. When nothing differs the module only reads.
   - Options not given keep the slot's live values (C(driver=keep), C(romfile), C(x-vga) stay); a new entry gets
-    Proxmox VE's defaults for them. An empty string removes O(mdev) or O(romfile).
+    Proxmox VE's defaults for them.
   - The value is checked against the VM's machine and VGA before writing (C(pcie=1) needs q35, C(legacy-igd=1)
     needs i440fx with C(vga=none), and so on), because Proxmox VE itself only checks these when the VM starts.
   - Proxmox VE lets only C(root@pam) set, replace or remove a raw C(host) address. An API token is
@@ -31,6 +31,7 @@ description:
     new and the old value); a refused input changes nothing.
 extends_documentation_fragment:
   - homelab.gpu_passthrough.pve_auth
+  - homelab.gpu_passthrough.hostpci
 attributes:
   check_mode:
     description: Computes the change and the diff without writing to the API.
@@ -56,59 +57,10 @@ options:
       - Valid values are 0..15; any other value is refused before anything is sent or changed.
     type: int
     default: 0
-  host:
-    description:
-      - The host PCI device, as an address (V(0000:00:02.0), V(00:02.0), V(0000:01:00) for all functions,
-        V(0000:01:00.0;0000:01:00.1)) or as V(vendor:device) ids (V(8086:3e92)), which are looked up in
-        C(/nodes/<node>/hardware/pci) and must match exactly one device.
-      - Only C(root@pam) with a password may set it.
-      - Mutually exclusive with O(mapping).
-      - An empty string is refused.
-    type: str
-  mapping:
-    description:
-      - The id of a cluster PCI resource mapping (C(/cluster/mapping/pci)).
-      - Needs C(Mapping.Use) on C(/mapping/pci/<id>) and C(VM.Config.HWType) on the VM; works with API tokens.
-      - An empty string is refused.
-    type: str
-  pcie:
-    description:
-      - Pass the device as PCI Express (C(pcie=1)). Needs a q35 machine.
-    type: bool
-  rombar:
-    description:
-      - Whether the device's ROM is visible to the guest (Proxmox VE default V(true)).
-    type: bool
-  x_vga:
-    description:
-      - Mark the device as the VM's primary GPU (C(x-vga=1)).
-    type: bool
-  mdev:
-    description:
-      - Mediated device type, for example V(i915-GVTg_V5_4) for Intel GVT-g.
-      - An empty string is refused.
-    type: str
-  romfile:
-    description:
-      - A ROM file name (no path) under C(/usr/share/kvm/) on the node. Only C(root@pam) may set it on Proxmox VE 9.2
-        and later (qemu-server 9.2.6), even with a mapping.
-      - An empty string is refused.
-    type: str
-  driver:
-    description:
-      - V(vfio) (the default) binds the device to vfio-pci at VM start; V(keep) (Proxmox VE 9) leaves the host driver bound.
-    type: str
-    choices: [vfio, keep]
   legacy_igd:
     description:
       - Legacy Intel IGD assignment (C(legacy-igd=1)); needs an i440fx machine, C(vga=none) and the iGPU at C(00:02.0).
     type: bool
-  state:
-    description:
-      - V(present) makes C(hostpciN) hold the described device, V(absent) removes C(hostpciN).
-    type: str
-    choices: [present, absent]
-    default: present
   apply:
     description:
       - V(none) leaves a change to a running VM pending until its next start.
@@ -204,8 +156,9 @@ restarted:
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import vm as pve_vm
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import pve_module, session_from_module
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.hostpci import entry_argument_spec
 
-ENTRY_KEYS = ("host", "mapping", "pcie", "rombar", "x_vga", "mdev", "romfile", "legacy_igd", "driver", "state")
+ENTRY_KEYS = tuple(entry_argument_spec()) + ("legacy_igd",)
 
 
 def run(module):
@@ -237,18 +190,10 @@ def main():
         vmid=dict(type="int", required=True),
         node=dict(type="str"),
         slot=dict(type="int", default=0),
-        host=dict(type="str"),
-        mapping=dict(type="str"),
-        pcie=dict(type="bool"),
-        rombar=dict(type="bool"),
-        x_vga=dict(type="bool"),
-        mdev=dict(type="str"),
-        romfile=dict(type="str"),
         legacy_igd=dict(type="bool"),
-        driver=dict(type="str", choices=["vfio", "keep"]),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
         apply=dict(type="str", default="none", choices=["none", "restart"]),
         shutdown_timeout=dict(type="int", default=180),
+        **entry_argument_spec()
     )
     module = pve_module(
         argument_spec,

@@ -116,67 +116,12 @@ options:
       - Slots not listed are left alone, and options an entry does not give keep their live values (C(driver=keep),
         C(romfile), C(x-vga)). An entry is compared with what the VM has by meaning (V(00:02.0) and
         V(0000:00:02.0,rombar=1) are the same), so a VM that has it is not touched.
-      - A O(hostpci[].mapping) must exist and have a valid entry for the VM's node (checked before the VM is touched).
       - See M(homelab.gpu_passthrough.pve_hostpci) for one entry at a time, and for the permission rules - a raw
         O(hostpci[].host) needs C(root@pam) with a password; with an API token use O(hostpci[].mapping).
     type: list
     elements: dict
     default: []
-    suboptions:
-      slot:
-        description:
-          - The N of C(hostpciN), 0 to 15. Defaults to the entry's position in the list.
-          - Valid values are 0..15; any other value is refused before anything is sent or changed.
-        type: int
-      host:
-        description:
-          - The host PCI device as an address (V(0000:00:02.0), V(00:02.0), V(0000:01:00) for all functions) or as
-            V(vendor:device) ids (V(8086:3e92)) looked up in C(/nodes/<node>/hardware/pci).
-          - A new address is checked against that list before the VM is shut down.
-          - Mutually exclusive with O(hostpci[].mapping).
-          - An empty string is refused.
-        type: str
-      mapping:
-        description:
-          - The id of a cluster PCI resource mapping; works with API tokens.
-          - An empty string is refused.
-        type: str
-      pcie:
-        description:
-          - Pass the device as PCI Express (C(pcie=1)); needs the q35 machine this module sets.
-        type: bool
-      rombar:
-        description:
-          - Whether the device's ROM is visible to the guest (Proxmox VE default V(true)).
-        type: bool
-      x_vga:
-        description:
-          - Mark the device as the VM's primary GPU (C(x-vga=1)).
-        type: bool
-      mdev:
-        description:
-          - Mediated device type, for example V(i915-GVTg_V5_4); it must be one the device offers on the node (checked
-            before the VM is touched). An empty string removes it.
-          - An empty string is refused.
-        type: str
-      romfile:
-        description:
-          - A ROM file name (no path) under C(/usr/share/kvm/) on the node. Only C(root@pam) may set it on Proxmox VE
-            9.2 and later (qemu-server 9.2.6), even with a mapping. An empty string removes it.
-          - An empty string is refused.
-        type: str
-      driver:
-        description:
-          - V(vfio) (Proxmox VE's default) binds the device to vfio-pci at VM start; V(keep) (Proxmox VE 9) leaves the
-            host driver bound. Not set, the live value stays.
-        type: str
-        choices: [vfio, keep]
-      state:
-        description:
-          - V(absent) removes C(hostpciN).
-        type: str
-        choices: [present, absent]
-        default: present
+    # suboptions: from the homelab.gpu_passthrough.hostpci.entries doc fragment
   conversion:
     description:
       - V(in_place) changes the VM's config and keeps everything else.
@@ -239,6 +184,7 @@ options:
     default: true
 extends_documentation_fragment:
   - homelab.gpu_passthrough.pve_auth
+  - homelab.gpu_passthrough.hostpci.entries
 attributes:
   check_mode:
     description: Reads the VM (GET requests only) and returns the plan and the config it would lead to.
@@ -367,6 +313,7 @@ node:
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import vm as pve_vm
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.client import pve_module, session_from_module
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve.hostpci import entry_argument_spec
 
 
 def run(module):
@@ -406,18 +353,7 @@ def main():
         backup_storage=dict(type="str", default="local"),
         template=dict(type="int"),
         recreate_drop_disks=dict(type="list", elements="str", default=[]),
-        hostpci=dict(type="list", elements="dict", default=[], options=dict(
-            slot=dict(type="int"),
-            host=dict(type="str"),
-            mapping=dict(type="str"),
-            pcie=dict(type="bool"),
-            rombar=dict(type="bool"),
-            x_vga=dict(type="bool"),
-            mdev=dict(type="str"),
-            romfile=dict(type="str"),
-            driver=dict(type="str", choices=["vfio", "keep"]),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
-        )),
+        hostpci=dict(type="list", elements="dict", default=[], options=dict(slot=dict(type="int"), **entry_argument_spec())),
         shutdown_timeout=dict(type="int", default=180),
         start=dict(type="bool", default=True),
     )

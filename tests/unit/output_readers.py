@@ -8,13 +8,13 @@ collection reads the same things through the Proxmox VE API and its modules; the
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from urllib.parse import unquote as percent_decode
 
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.cmdline import (  # the tokenizer's own rules
-    _norm_key,
-    _unquote,
+    norm_key,
     split_arg,
+    unquote,
 )
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.cmdline import (
     parse as parse_cmdline,
@@ -64,7 +64,7 @@ def parse_vm_config(text):
         if not in_main:
             continue
         if line.startswith("#"):
-            description.append(unquote(line[1:]))
+            description.append(percent_decode(line[1:]))
             continue
         match = _LINE_RE.match(line.rstrip("\r"))
         if not match:
@@ -73,7 +73,7 @@ def parse_vm_config(text):
         if key == "cdrom":
             key = "ide2"
         if key == "description":
-            description.append(unquote(value))
+            description.append(percent_decode(value))
             continue
         config[key] = value
     return vm_config_facts(config, description="\n".join(description).rstrip() or None, sections=sections)
@@ -205,7 +205,7 @@ def _iommu_passthrough(params_in_order):
     for key, value in params_in_order:
         if value is None:
             continue
-        value = _unquote(value)
+        value = unquote(value)
         if key == "iommu":
             for option in value.split(","):
                 if option.startswith("nopt"):
@@ -237,22 +237,22 @@ def analyze_cmdline(text):
     for token in tokens:
         key, value = split_arg(token)
         pairs.append((key, value))
-        params.setdefault(key, []).append(True if value is None else _unquote(value))
+        params.setdefault(key, []).append(True if value is None else unquote(value))
 
     def values(*keys):
         found = [v for k, v in pairs if k in keys and v is not None]
-        return [_unquote(v) for v in found] or None
+        return [unquote(v) for v in found] or None
 
     boot_style = BOOT_STYLE_NONE
     for key, value in pairs:
         if key == "BOOT_IMAGE":
             boot_style = BOOT_STYLE_GRUB
             break
-        if key == "initrd" and value and _unquote(value).upper().startswith("\\EFI\\"):
+        if key == "initrd" and value and unquote(value).upper().startswith("\\EFI\\"):
             boot_style = BOOT_STYLE_SYSTEMD_BOOT
             break
 
-    vfio = [v for k, v in pairs if _norm_key(k) == "vfio_pci.ids" and v is not None]
+    vfio = [v for k, v in pairs if norm_key(k) == "vfio_pci.ids" and v is not None]
     seen = {}
     for key, _value in pairs:
         seen[key] = seen.get(key, 0) + 1
@@ -269,7 +269,7 @@ def analyze_cmdline(text):
         "iommu": values("iommu"),
         "iommu_pt_exact": any(k == "iommu" and v == "pt" for k, v in pairs),
         "iommu_pt_effective": _iommu_passthrough(pairs),
-        "vfio_pci_ids": [i for i in _unquote(vfio[-1]).split(",") if i] if vfio else None,
+        "vfio_pci_ids": [i for i in unquote(vfio[-1]).split(",") if i] if vfio else None,
         "video": values("video"),
         "duplicate_keys": duplicates,
         "params": params,

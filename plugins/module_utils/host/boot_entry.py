@@ -44,6 +44,7 @@ from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.cmdli
     render_arg,
     version_key,
 )
+from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.host.files import read_lenient, under
 
 LINUX_COMMANDS = ("linux", "linuxefi", "linux16")
 KERNEL_IMAGE_PREFIXES = ("vmlinuz-", "vmlinux-", "bzImage-")
@@ -389,7 +390,7 @@ def read_kernel_modules(root, version, wanted):
     for directory, _dirs, names in os.walk(base):
         files.extend(os.path.relpath(os.path.join(directory, name), base) for name in names
                      if name.endswith(MODULE_SUFFIXES))
-    return find_modules(files, read_text(os.path.join(base, "modules.builtin")), wanted)
+    return find_modules(files, read_lenient(os.path.join(base, "modules.builtin")), wanted)
 
 
 def fix_modules(kernels, missing):
@@ -511,19 +512,6 @@ ESP_PATHS = ("/efi", "/boot/efi", "/boot")
 LOADER_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"  # systemd-boot's vendor GUID for its EFI variables
 
 
-def under(root, path):
-    return os.path.join(root or "/", path.lstrip("/"))
-
-
-def read_text(path):
-    """A file's text for reading only (odd bytes replaced); None when missing or not a file."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return None
-
-
 def _loader_files(esp_dirs):
     entries = {}
     loader_conf = None
@@ -534,11 +522,11 @@ def _loader_files(esp_dirs):
             continue
         seen.add(real)
         for path in sorted(glob.glob(os.path.join(esp, "loader", "entries", "*.conf"))):
-            text = read_text(path)
+            text = read_lenient(path)
             if text is not None:
                 entries.setdefault(os.path.basename(path), text)
         if loader_conf is None:
-            loader_conf = read_text(os.path.join(esp, "loader", "loader.conf"))
+            loader_conf = read_lenient(os.path.join(esp, "loader", "loader.conf"))
     return entries, loader_conf
 
 
@@ -563,11 +551,11 @@ def _systemd_boot(root, esp_dirs, where, efi=True):
 
 
 def _grub(cfg_path, where):
-    text = read_text(cfg_path)
+    text = read_lenient(cfg_path)
     if text is None:
         return {"where": where, "name": None, "cmdline": None, "problem": "it does not exist, or this user cannot read it (become: true)", "chosen_by": None,
                 "kernel": None}
-    return grub_entry(text, read_text(os.path.join(os.path.dirname(cfg_path), "grubenv")), where=where)
+    return grub_entry(text, read_lenient(os.path.join(os.path.dirname(cfg_path), "grubenv")), where=where)
 
 
 def _has_loader_entries(esp_dirs):
@@ -589,7 +577,7 @@ def read_boot_entries(root="/", bootloader="auto", grub_cfg=GRUB_CFG, esp_paths=
 
 
 def _read_boot_entries(root, bootloader, grub_cfg, esp_paths, open_esp):
-    uuids = read_pbt_uuids(read_text(under(root, PBT_UUIDS_FILE)))
+    uuids = read_pbt_uuids(read_lenient(under(root, PBT_UUIDS_FILE)))
     if uuids and open_esp is not None:
         entries = []
         kinds = set()

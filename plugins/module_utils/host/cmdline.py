@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Kernel command lines: parse them, set and remove arguments, and find where they live.
 
-Pure core (standard library only). The ``kernel_cmdline`` module reads files and runs
-commands; everything here only decides.
+Pure core (standard library only). ``host/bootloader.py`` reads the files and runs the
+commands for the ``kernel_cmdline`` module; everything here only decides.
 
 Tokens
     The kernel splits its command line on whitespace outside double quotes
@@ -87,7 +87,7 @@ def split_arg(token):
     return key, value
 
 
-def _unquote(value):
+def unquote(value):
     """A value as the kernel hands it on: one leading and one trailing double quote dropped."""
     if value is None:
         return None
@@ -98,7 +98,7 @@ def _unquote(value):
     return value
 
 
-def _norm_key(key):
+def norm_key(key):
     """The identity of a key: module parameters treat ``-`` and ``_`` alike."""
     if "." in key:
         module, param = key.split(".", 1)
@@ -183,7 +183,7 @@ def validate_args(present, absent):
             )
     if isinstance(absent, str) or not isinstance(absent, (list, tuple)):
         raise PassthroughError("absent must be a list of argument names, got %r." % (absent,), fix="Write absent as a YAML list.")
-    present_keys = {_norm_key(k) for k in present}
+    present_keys = {norm_key(k) for k in present}
     for entry in absent:
         if not isinstance(entry, str) or not entry or _has_space_or_quote(entry):
             raise PassthroughError(
@@ -191,7 +191,7 @@ def validate_args(present, absent):
                 fix="List bare names (nomodeset) or exact key=value arguments (iommu=soft).",
             )
         key = split_arg(entry)[0]
-        if _norm_key(key) in present_keys:
+        if norm_key(key) in present_keys:
             raise PassthroughError(
                 "Kernel argument %r is listed both in present and in absent." % (key,),
                 fix="Keep it in one of the two lists.",
@@ -214,7 +214,7 @@ def set_args(line, present, absent):
     wanted = {}
     order = []
     for key, value in present.items():
-        norm = _norm_key(key)
+        norm = norm_key(key)
         if norm not in wanted:
             order.append(norm)
         wanted[norm] = render_arg(key, value)
@@ -223,15 +223,15 @@ def set_args(line, present, absent):
     for entry in absent:
         key, value = split_arg(entry)
         if value is None:
-            absent_keys.add(_norm_key(key))
+            absent_keys.add(norm_key(key))
         else:
-            absent_exact.add((_norm_key(key), value))
+            absent_exact.add((norm_key(key), value))
 
     out = []
     placed = set()
     for token in parse(line):
         key, value = split_arg(token)
-        norm = _norm_key(key)
+        norm = norm_key(key)
         if norm in wanted:
             if norm not in placed:
                 out.append(wanted[norm])
@@ -259,26 +259,26 @@ def carries(line, present, absent):
     last = {}
     for token in parse(line):
         key, value = split_arg(token)
-        last[_norm_key(key)] = token
+        last[norm_key(key)] = token
     for key, value in present.items():
-        token = last.get(_norm_key(key))
+        token = last.get(norm_key(key))
         if token is None or split_arg(token)[1] != split_arg(render_arg(key, value))[1]:
             return False
     for entry in absent or []:
         key, value = split_arg(entry)
         for token in parse(line):
             tkey, tvalue = split_arg(token)
-            if _norm_key(tkey) == _norm_key(key) and (value is None or tvalue == value):
+            if norm_key(tkey) == norm_key(key) and (value is None or tvalue == value):
                 return False
     return True
 
 
 def conflicting_tokens(line, present, absent):
     """Tokens of ``line`` that ``set_args`` would drop or rewrite (other values, absent entries)."""
-    wanted = {_norm_key(k): render_arg(k, v) for k, v in (present or {}).items()}
+    wanted = {norm_key(k): render_arg(k, v) for k, v in (present or {}).items()}
     found = []
     for token in parse(line):
-        norm = _norm_key(split_arg(token)[0])
+        norm = norm_key(split_arg(token)[0])
         if norm in wanted:
             if token != wanted[norm]:
                 found.append(token)

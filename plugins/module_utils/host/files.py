@@ -57,6 +57,11 @@ def confine(root, path, option):
     return full
 
 
+def under(root, path):
+    """``path`` (absolute) below ``root``, not checked: for the fixed paths a module reads, never for an option value."""
+    return os.path.join(root or "/", path.lstrip("/"))
+
+
 def read_lenient(path):
     """A file's text for reading only, odd bytes replaced; None when missing or not a regular file."""
     try:

@@ -464,6 +464,22 @@ ENTRY_OPTIONS = (("host", "host"), ("mapping", "mapping"), ("pcie", "pcie"), ("r
                  ("mdev", "mdev"), ("romfile", "romfile"), ("legacy_igd", "legacy-igd"), ("driver", "driver"))
 
 
+def entry_argument_spec():
+    """The argument spec of one hostpciN entry's options, shared by pve_hostpci (its options) and pve_vm_q35 (the
+    suboptions of its ``hostpci`` list); the ``hostpci`` doc fragment documents them. A new dict on every call."""
+    return dict(
+        host=dict(type="str"),
+        mapping=dict(type="str"),
+        pcie=dict(type="bool"),
+        rombar=dict(type="bool"),
+        x_vga=dict(type="bool"),
+        mdev=dict(type="str"),
+        romfile=dict(type="str"),
+        driver=dict(type="str", choices=list(DRIVERS)),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+
+
 def entry_value(entry, host=None, previous=None):
     """The hostpciN value for module options such as ``{"host": ..., "pcie": True, "x_vga": False}``.
 

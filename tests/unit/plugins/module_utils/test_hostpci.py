@@ -6,6 +6,8 @@
 import os
 
 import pytest
+import yaml
+from ansible_collections.homelab.gpu_passthrough.plugins.doc_fragments.hostpci import ModuleDocFragment
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.errors import PassthroughError
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils.pve import hostpci
 from ansible_collections.homelab.gpu_passthrough.tests.unit import output_readers
@@ -581,3 +583,21 @@ def test_romfile_permission_follows_the_release_rule():
     assert hostpci.check_permission("mapping=igpu,romfile=vbios.rom", "automation@pve!ansible", "hostpci0")
     assert hostpci.check_permission("mapping=igpu,romfile=vbios.rom", "automation@pve!ansible", "hostpci0", romfile_root_only=False) == []
     assert hostpci.check_permission("0000:00:02.0,romfile=vbios.rom", "root@pam", "hostpci0") == []
+
+
+# ------------------------------------------------------------------------------------------------ the entry options
+
+
+def test_the_doc_fragment_documents_the_entry_spec_in_both_forms():
+    spec = hostpci.entry_argument_spec()
+    single = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    listed = yaml.safe_load(ModuleDocFragment.ENTRIES)["options"]["hostpci"]["suboptions"]
+    assert set(single) == set(spec)
+    for name, option in spec.items():
+        documented = {k: single[name].get(k) for k in ("type", "default", "choices")}
+        assert documented == {k: option.get(k) for k in ("type", "default", "choices")}, name
+    # the list form: the same options, text and all, plus the slot an entry takes from its place in the list
+    assert {name: listed[name] for name in spec} == single
+    assert set(listed) - set(spec) == {"slot"} and "default" not in listed["slot"]
+    # each module gets its own spec to keep
+    assert hostpci.entry_argument_spec() is not spec and hostpci.entry_argument_spec()["host"] is not spec["host"]

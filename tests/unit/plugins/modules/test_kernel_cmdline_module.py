@@ -315,7 +315,7 @@ def test_unwritable_file_fails_before_writing(tmp_path, capsys, monkeypatch):
             return False
         return real_access(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(module.os, "access", access)
+    monkeypatch.setattr(os, "access", access)
     result = run(capsys, {"root": str(root), "present": PASSTHROUGH})
     assert result["failed"] is True
     assert result["link"] == "file"

@@ -23,7 +23,6 @@ if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
-from ansible_collections.homelab.gpu_passthrough.plugins.doc_fragments.pve_auth import ModuleDocFragment  # noqa: E402
 from ansible_collections.homelab.gpu_passthrough.plugins.module_utils import option_checks  # noqa: E402
 from ansible_collections.homelab.gpu_passthrough.tests.unit.plugins.modules.module_runner import run_module  # noqa: E402
 from pvesim.fixture import running_simulator  # noqa: E402
@@ -286,10 +285,17 @@ def params_after_checks(name, args):
 
 
 def documented_options(name):
+    """The options as Ansible documents them: the module's own with the collection's doc fragments merged in the
+    way Ansible merges them (one level deep: an option the module documents too keeps the module's keys)."""
     doc = yaml.safe_load(module_of(name).DOCUMENTATION)
     options = dict(doc.get("options") or {})
-    if "homelab.gpu_passthrough.pve_auth" in (doc.get("extends_documentation_fragment") or []):
-        options.update(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"])
+    for slug in doc.get("extends_documentation_fragment") or []:
+        if not slug.startswith("homelab.gpu_passthrough."):
+            continue
+        fragment, _dot, variable = slug[len("homelab.gpu_passthrough."):].partition(".")
+        holder = importlib.import_module("ansible_collections.homelab.gpu_passthrough.plugins.doc_fragments." + fragment).ModuleDocFragment
+        for key, value in yaml.safe_load(getattr(holder, (variable or "documentation").upper()))["options"].items():
+            options[key] = dict(value, **options.get(key, {}))
     return options
 
 
