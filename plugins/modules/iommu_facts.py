@@ -17,6 +17,7 @@ description:
   - Reads C(/sys/bus/pci/devices), C(/sys/kernel/iommu_groups), C(/proc/cmdline) and
     C(/sys/firmware/acpi/tables) and returns them as C(ansible_facts.iommu).
   - With O(device), also says whether that device sits alone in its IOMMU group, and why not.
+  - Says per device what sharing the live system offers, SR-IOV virtual functions and mediated device (GVT-g) types.
   - Never changes anything. Works on a host without an IOMMU (then RV(ansible_facts.iommu.enabled) is V(false)).
 options:
   device:
@@ -121,17 +122,39 @@ ansible_facts:
           description:
             - Address to C(vendor_id), C(device_id), C(class_id), C(driver) (null when unbound),
               C(iommu_group) (null without IOMMU), C(is_bridge) (class 06xx) and C(is_gpu) (class 03xx).
+            - C(sriov), only on a device with the SR-IOV capability (a physical function, e.g. a Gen 12 iGPU) with
+              C(total_vfs) (C(sriov_totalvfs)), C(num_vfs) (C(sriov_numvfs), the VFs enabled now) and C(vfs), the
+              addresses of the enabled virtual functions in the order of their C(virtfnN) links. A number that
+              cannot be read is null.
+            - C(physfn), only on a virtual function, the address of its physical function.
+            - C(mdev_types), only on a device with C(mdev_supported_types/) (a GVT-g iGPU once C(i915.enable_gvt=1)
+              and C(kvmgt) are loaded), one entry per type with C(type) (the directory name, what C(hostpciN)
+              C(mdev=) takes), C(name) (null when the type has no name file, as in GVT-g listings),
+              C(description) (its lines joined by a comma and a space, as C(mdevctl types) shows it),
+              C(available_instances) (how many more instances can be created now) and C(device_api); a value that
+              cannot be read is null, and the list is empty when the directory lists no type.
           returned: always
           type: dict
           sample:
             "0000:00:02.0":
               vendor_id: "8086"
-              device_id: "3e92"
+              device_id: "3e98"
               class_id: "0300"
               driver: i915
               iommu_group: "0"
               is_bridge: false
               is_gpu: true
+              mdev_types:
+                - type: i915-GVTg_V5_4
+                  name: null
+                  description: "low_gm_size: 128MB, high_gm_size: 512MB, fence: 4, resolution: 1920x1200, weight: 4"
+                  available_instances: 1
+                  device_api: vfio-pci
+                - type: i915-GVTg_V5_8
+                  name: null
+                  description: "low_gm_size: 64MB, high_gm_size: 384MB, fence: 4, resolution: 1024x768, weight: 2"
+                  available_instances: 2
+                  device_api: vfio-pci
         gpus:
           description: Addresses of display-class (03xx) devices.
           returned: always

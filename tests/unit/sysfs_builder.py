@@ -302,3 +302,45 @@ def add_software_drm_node(root, name, platform_device="vgem"):
     _symlink(os.path.join("..", ".."), os.path.join(node_dir, "device"))
     _symlink(os.path.join("..", "..", "devices", "platform", platform_device, "drm", name),
              os.path.join(root, "sys", "class", "drm", name))
+
+
+def add_sriov(root, pf_address, vf_addresses=(), total_vfs=None, num_vfs=None):
+    """Give the device at ``pf_address`` the SR-IOV capability as the kernel shows it: ``sriov_totalvfs``,
+    ``sriov_numvfs`` (default: the number of VFs) and a ``virtfnN`` link per VF, whose ``physfn`` links back.
+    VF directories missing so far are created with the PF's ids, class and IOMMU-less. None writes no file."""
+    pf_address = full_address(pf_address)
+    pf_dir = _device_dir(root, pf_address)
+    bus_dir = os.path.basename(os.path.dirname(pf_dir))
+    vf_addresses = [full_address(a) for a in vf_addresses]
+    if total_vfs is not None:
+        _write(os.path.join(pf_dir, "sriov_totalvfs"), "%s\n" % total_vfs)
+    count = len(vf_addresses) if num_vfs is None else num_vfs
+    if count is not None:
+        _write(os.path.join(pf_dir, "sriov_numvfs"), "%s\n" % count)
+    for index, vf in enumerate(vf_addresses):
+        vf_dir = _device_dir(root, vf)
+        if not os.path.isdir(vf_dir):
+            os.makedirs(vf_dir)
+            for name in ("vendor", "device", "class"):
+                if os.path.exists(os.path.join(pf_dir, name)):
+                    _write(os.path.join(vf_dir, name), read(pf_dir, name))
+            _write(os.path.join(vf_dir, "driver_override"), "(null)\n")
+            _symlink(os.path.join("..", "..", "..", "devices", bus_dir, vf), os.path.join(root, "sys", "bus", "pci", "devices", vf))
+        _symlink(os.path.join("..", vf), os.path.join(pf_dir, "virtfn%d" % index))
+        _symlink(os.path.join("..", pf_address), os.path.join(vf_dir, "physfn"))
+
+
+def add_mdev_types(root, address, types):
+    """``mdev_supported_types/<type>/`` under the device at ``address``: ``types`` maps each type to its files
+    (``name``, ``description``, ``available_instances``, ``device_api``); a file whose value is None is left out.
+    Each type also gets the ``create`` file and the ``devices`` directory the kernel has."""
+    base = os.path.join(_device_dir(root, full_address(address)), "mdev_supported_types")
+    os.makedirs(base, exist_ok=True)
+    for type_name, files in types.items():
+        type_dir = os.path.join(base, type_name)
+        os.makedirs(os.path.join(type_dir, "devices"), exist_ok=True)
+        _write(os.path.join(type_dir, "create"), "")
+        for name, value in (files or {}).items():
+            if value is not None:
+                _write(os.path.join(type_dir, name), "%s\n" % value)
+    return base

@@ -19,6 +19,7 @@ Sources (facts only, each platform row names its own):
   and "LP Mode Hardware Support" (Gen 9.x LP encode is H.264 only; JSL/EHL, DG2 and later LP only;
   GuC/HuC on by default on DG1, ADL-P, 13th/14th gen and Arc; xe driver from Battlemage/Lunar Lake)
 - PCI ids: torvalds/linux:include/drm/intel/i915_pciids.h (the INTEL_<platform>_IDS macros)
+- Sharing (GVT-g, SR-IOV): SRC_GVT, SRC_SRIOV_DKMS, SRC_SRIOV_XE below
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ _SRC_FEATURES = "intel/media-driver:docs/media_features.md Low Power Encoding (V
 _SRC_JELLYFIN = "jellyfin/jellyfin.org:docs/general/post-install/transcoding/hardware-acceleration/intel.md %s"
 _SRC_IDS = "torvalds/linux:include/drm/intel/i915_pciids.h %s"
 
+SRC_GVT = ("torvalds/linux:drivers/gpu/drm/i915/intel_gvt.c is_supported_device (later intel_gvt_get_device_type): "
+           "Broadwell, Skylake, Kaby Lake, Broxton (Apollo Lake), Coffee Lake, Comet Lake; any other device logs "
+           "\"Unsupported device. GVT-g is disabled\"")
+SRC_SRIOV_DKMS = ("strongtz/i915-sriov-dkms:drivers/gpu/drm/i915/i915_pci.c has_sriov (tgl_info, adl_s_info, adl_p_info, "
+                  "mtl_info: Tiger Lake, Alder Lake-S/P/N, Raptor Lake-S/P/U, Meteor Lake, Arrow Lake) and "
+                  "drivers/gpu/drm/xe/xe_pci.c has_sriov (ats_m_desc)")
+SRC_SRIOV_XE = "upstream xe SR-IOV physical function support for Battlemage from Linux 6.17"
+
 
 def _codecs(h264, hevc, hevc10, vp9, av1):
     """Each argument: (decode, encode mode)."""
@@ -77,72 +86,100 @@ _XE2 = _codecs((True, "lp"), (True, "lp"), (True, "lp"), _D, (True, "lp"))
 # platform -> facts. ``huc_default``: the kernel driver loads HuC by itself (i915 enable_guc=3 by
 # default, or the xe driver); elsewhere HuC needs i915.enable_guc=2. ``lp_needs_huc``: codecs whose
 # low-power entrypoint the driver lists only with HuC loaded (VP9 VDEnc rate control runs on HuC).
+# ``gvt``: i915 offers GVT-g mediated devices (SRC_GVT); ``sriov``: where SR-IOV virtual functions come
+# from, ``i915-sriov-dkms`` (SRC_SRIOV_DKMS) or the upstream ``xe`` driver (SRC_SRIOV_XE), None: nowhere.
 PLATFORMS = {
     "broadwell": dict(generation="8", name="Broadwell", codecs=_BDW, kernel_driver="i915",
-                      huc_default=False, lp_needs_huc=(), source=_SRC_README % "BDW", ids="INTEL_BDW_IDS"),
+                      huc_default=False, lp_needs_huc=(), source=_SRC_README % "BDW", ids="INTEL_BDW_IDS",
+                      gvt=True, sriov=None),
     "skylake": dict(generation="9", name="Skylake", codecs=_SKL, kernel_driver="i915",
-                    huc_default=False, lp_needs_huc=(), source=_SRC_README % "SKL", ids="INTEL_SKL_IDS"),
+                    huc_default=False, lp_needs_huc=(), source=_SRC_README % "SKL", ids="INTEL_SKL_IDS",
+                    gvt=True, sriov=None),
     "apollolake": dict(generation="9", name="Apollo Lake", codecs=_BXT, kernel_driver="i915",
-                       huc_default=False, lp_needs_huc=(), source=_SRC_README % "BXT/APL", ids="INTEL_BXT_IDS"),
+                       huc_default=False, lp_needs_huc=(), source=_SRC_README % "BXT/APL", ids="INTEL_BXT_IDS",
+                       gvt=True, sriov=None),
     "geminilake": dict(generation="9.5", name="Gemini Lake", codecs=_KBLX, kernel_driver="i915",
                        huc_default=False, lp_needs_huc=(),
                        source=_SRC_JELLYFIN % "Transcode HEVC (HEVC 10-bit on Gemini Lake), with the KBLx column of "
-                       + _SRC_README % "KBLx", ids="INTEL_GLK_IDS"),
+                       + _SRC_README % "KBLx", ids="INTEL_GLK_IDS",
+                       gvt=False, sriov=None),
     "kabylake": dict(generation="9.5", name="Kaby Lake", codecs=_KBLX, kernel_driver="i915",
-                     huc_default=False, lp_needs_huc=(), source=_SRC_README % "KBLx", ids="INTEL_KBL_IDS"),
+                     huc_default=False, lp_needs_huc=(), source=_SRC_README % "KBLx", ids="INTEL_KBL_IDS",
+                     gvt=True, sriov=None),
     "amberlake": dict(generation="9.5", name="Amber Lake", codecs=_KBLX, kernel_driver="i915",
                       huc_default=False, lp_needs_huc=(), source=_SRC_README % "KBLx",
-                      ids="INTEL_AML_KBL_GT2_IDS, INTEL_AML_CFL_GT2_IDS"),
+                      ids="INTEL_AML_KBL_GT2_IDS, INTEL_AML_CFL_GT2_IDS",
+                      gvt=True, sriov=None),
     "coffeelake": dict(generation="9.5", name="Coffee Lake", codecs=_KBLX, kernel_driver="i915",
-                       huc_default=False, lp_needs_huc=(), source=_SRC_README % "KBLx", ids="INTEL_CFL_IDS"),
+                       huc_default=False, lp_needs_huc=(), source=_SRC_README % "KBLx", ids="INTEL_CFL_IDS",
+                       gvt=True, sriov=None),
     "whiskeylake": dict(generation="9.5", name="Whiskey Lake", codecs=_KBLX, kernel_driver="i915",
-                        huc_default=False, lp_needs_huc=(), source=_SRC_README % "KBLx", ids="INTEL_WHL_IDS"),
+                        huc_default=False, lp_needs_huc=(), source=_SRC_README % "KBLx", ids="INTEL_WHL_IDS",
+                        gvt=True, sriov=None),
     "cometlake": dict(generation="9.5", name="Comet Lake", codecs=_KBLX, kernel_driver="i915",
-                      huc_default=False, lp_needs_huc=(), source=_SRC_README % "KBLx", ids="INTEL_CML_IDS"),
+                      huc_default=False, lp_needs_huc=(), source=_SRC_README % "KBLx", ids="INTEL_CML_IDS",
+                      gvt=True, sriov=None),
     "icelake": dict(generation="11", name="Ice Lake", codecs=_ICL, kernel_driver="i915",
-                    huc_default=False, lp_needs_huc=("vp9",), source=_SRC_README % "ICL", ids="INTEL_ICL_IDS"),
+                    huc_default=False, lp_needs_huc=("vp9",), source=_SRC_README % "ICL", ids="INTEL_ICL_IDS",
+                    gvt=False, sriov=None),
     "elkhartlake": dict(generation="11", name="Elkhart Lake", codecs=_JSL, kernel_driver="i915",
-                        huc_default=False, lp_needs_huc=("vp9",), source=_SRC_README % "EHL/JSL", ids="INTEL_EHL_IDS"),
+                        huc_default=False, lp_needs_huc=("vp9",), source=_SRC_README % "EHL/JSL", ids="INTEL_EHL_IDS",
+                        gvt=False, sriov=None),
     "jasperlake": dict(generation="11", name="Jasper Lake", codecs=_JSL, kernel_driver="i915",
-                       huc_default=False, lp_needs_huc=("vp9",), source=_SRC_README % "EHL/JSL", ids="INTEL_JSL_IDS"),
+                       huc_default=False, lp_needs_huc=("vp9",), source=_SRC_README % "EHL/JSL", ids="INTEL_JSL_IDS",
+                       gvt=False, sriov=None),
     "tigerlake": dict(generation="12", name="Tiger Lake", codecs=_TGL, kernel_driver="i915",
-                      huc_default=False, lp_needs_huc=("vp9",), source=_SRC_README % "TGL/RKL", ids="INTEL_TGL_IDS"),
+                      huc_default=False, lp_needs_huc=("vp9",), source=_SRC_README % "TGL/RKL", ids="INTEL_TGL_IDS",
+                      gvt=False, sriov="i915-sriov-dkms"),
     "rocketlake": dict(generation="12", name="Rocket Lake", codecs=_TGL, kernel_driver="i915",
-                       huc_default=False, lp_needs_huc=("vp9",), source=_SRC_README % "TGL/RKL", ids="INTEL_RKL_IDS"),
+                       huc_default=False, lp_needs_huc=("vp9",), source=_SRC_README % "TGL/RKL", ids="INTEL_RKL_IDS",
+                       gvt=False, sriov=None),
     "dg1": dict(generation="12", name="DG1 (Iris Xe MAX)", codecs=_TGL, kernel_driver="i915",
-                huc_default=True, lp_needs_huc=("vp9",), source=_SRC_README % "DG1/SG1", ids="INTEL_DG1_IDS"),
+                huc_default=True, lp_needs_huc=("vp9",), source=_SRC_README % "DG1/SG1", ids="INTEL_DG1_IDS",
+                gvt=False, sriov=None),
     "alderlake-s": dict(generation="12", name="Alder Lake-S", codecs=_TGL, kernel_driver="i915",
                         huc_default=False, lp_needs_huc=("vp9",),
                         source=_SRC_README % "TGL/RKL" + "; Gen 12: " + _SRC_JELLYFIN % "LP Mode Hardware Support",
-                        ids="INTEL_ADLS_IDS"),
+                        ids="INTEL_ADLS_IDS",
+                        gvt=False, sriov="i915-sriov-dkms"),
     "alderlake-p": dict(generation="12", name="Alder Lake-P", codecs=_TGL, kernel_driver="i915",
                         huc_default=True, lp_needs_huc=("vp9",),
                         source=_SRC_README % "TGL/RKL" + "; Gen 12: " + _SRC_JELLYFIN % "LP Mode Hardware Support",
-                        ids="INTEL_ADLP_IDS"),
+                        ids="INTEL_ADLP_IDS",
+                        gvt=False, sriov="i915-sriov-dkms"),
     "alderlake-n": dict(generation="12", name="Alder Lake-N", codecs=_TGL, kernel_driver="i915",
                         huc_default=True, lp_needs_huc=("vp9",),
                         source=_SRC_README % "TGL/RKL" + "; Gen 12: " + _SRC_JELLYFIN % "LP Mode Hardware Support",
-                        ids="INTEL_ADLN_IDS"),
+                        ids="INTEL_ADLN_IDS",
+                        gvt=False, sriov="i915-sriov-dkms"),
     "raptorlake-s": dict(generation="12", name="Raptor Lake-S", codecs=_TGL, kernel_driver="i915",
                          huc_default=True, lp_needs_huc=("vp9",),
                          source=_SRC_README % "TGL/RKL" + "; Gen 12: " + _SRC_JELLYFIN % "LP Mode Hardware Support",
-                         ids="INTEL_RPLS_IDS"),
+                         ids="INTEL_RPLS_IDS",
+                         gvt=False, sriov="i915-sriov-dkms"),
     "raptorlake-p": dict(generation="12", name="Raptor Lake-P/U", codecs=_TGL, kernel_driver="i915",
                          huc_default=True, lp_needs_huc=("vp9",),
                          source=_SRC_README % "TGL/RKL" + "; Gen 12: " + _SRC_JELLYFIN % "LP Mode Hardware Support",
-                         ids="INTEL_RPLP_IDS, INTEL_RPLU_IDS"),
+                         ids="INTEL_RPLP_IDS, INTEL_RPLU_IDS",
+                         gvt=False, sriov="i915-sriov-dkms"),
     "alchemist": dict(generation="12.5", name="Arc A-series (Alchemist, DG2)", codecs=_DG2, kernel_driver="i915",
-                      huc_default=True, lp_needs_huc=(), source=_SRC_FEATURES % "DG2/ATSM", ids="INTEL_DG2_IDS"),
+                      huc_default=True, lp_needs_huc=(), source=_SRC_FEATURES % "DG2/ATSM", ids="INTEL_DG2_IDS",
+                      gvt=False, sriov=None),
     "ats-m": dict(generation="12.5", name="Data Center GPU Flex (ATS-M)", codecs=_DG2, kernel_driver="i915",
-                  huc_default=True, lp_needs_huc=(), source=_SRC_FEATURES % "DG2/ATSM", ids="INTEL_ATS_M_IDS"),
+                  huc_default=True, lp_needs_huc=(), source=_SRC_FEATURES % "DG2/ATSM", ids="INTEL_ATS_M_IDS",
+                  gvt=False, sriov="i915-sriov-dkms"),
     "meteorlake": dict(generation="12.7", name="Meteor Lake (Core Ultra)", codecs=_DG2, kernel_driver="i915",
-                       huc_default=True, lp_needs_huc=(), source=_SRC_FEATURES % "MTLx", ids="INTEL_MTL_IDS"),
+                       huc_default=True, lp_needs_huc=(), source=_SRC_FEATURES % "MTLx", ids="INTEL_MTL_IDS",
+                       gvt=False, sriov="i915-sriov-dkms"),
     "arrowlake": dict(generation="12.7", name="Arrow Lake (Core Ultra 200)", codecs=_DG2, kernel_driver="i915",
-                      huc_default=True, lp_needs_huc=(), source=_SRC_FEATURES % "MTLx", ids="INTEL_ARL_IDS"),
+                      huc_default=True, lp_needs_huc=(), source=_SRC_FEATURES % "MTLx", ids="INTEL_ARL_IDS",
+                      gvt=False, sriov="i915-sriov-dkms"),
     "lunarlake": dict(generation="20", name="Lunar Lake (Xe2)", codecs=_XE2, kernel_driver="xe",
-                      huc_default=True, lp_needs_huc=(), source=_SRC_FEATURES % "LNL", ids="INTEL_LNL_IDS"),
+                      huc_default=True, lp_needs_huc=(), source=_SRC_FEATURES % "LNL", ids="INTEL_LNL_IDS",
+                      gvt=False, sriov=None),
     "battlemage": dict(generation="20", name="Arc B-series (Battlemage, Xe2)", codecs=_XE2, kernel_driver="xe",
-                       huc_default=True, lp_needs_huc=(), source=_SRC_FEATURES % "BMG", ids="INTEL_BMG_IDS"),
+                       huc_default=True, lp_needs_huc=(), source=_SRC_FEATURES % "BMG", ids="INTEL_BMG_IDS",
+                       gvt=False, sriov="xe"),
 }
 
 # Device ids per platform, from the kernel's macros named in each row's ``ids``.
@@ -200,11 +237,14 @@ def normalize_pci_id(value):
 def lookup(pci_id):
     """The platform facts of a GPU, or None when the id is not in the table.
 
-    Returns ``{pci_id, vendor, platform, generation, name, codecs, kernel_driver, firmware, source}``;
+    Returns ``{pci_id, vendor, platform, generation, name, codecs, kernel_driver, firmware, source, ids_source,
+    sharing}``;
     ``codecs`` maps each of CODECS to ``{"decode": bool, "encode": "no"|"lp"|"full"|"both"}``,
     ``firmware`` says what HuC is needed for (``huc``), whether the kernel loads it by itself
     (``huc_default``), the parameter that makes i915 load it (``param``), and the codecs whose
-    low-power encoder appears only with it (``lp_needs_huc``).
+    low-power encoder appears only with it (``lp_needs_huc``). ``sharing`` says whether i915 offers GVT-g
+    (``gvt``), where SR-IOV virtual functions come from (``sriov``: ``i915-sriov-dkms``, ``xe`` or None) and the
+    sources of both (``source``).
     """
     key = normalize_pci_id(pci_id)
     platform = _ID_TO_PLATFORM.get(key) if key else None
@@ -229,6 +269,11 @@ def lookup(pci_id):
         },
         "source": row["source"],
         "ids_source": _SRC_IDS % row["ids"],
+        "sharing": {
+            "gvt": row["gvt"],
+            "sriov": row["sriov"],
+            "source": "; ".join([SRC_GVT] + ([SRC_SRIOV_XE if row["sriov"] == "xe" else SRC_SRIOV_DKMS] if row["sriov"] else [])),
+        },
     }
 
 

@@ -11,7 +11,10 @@ Conventions of the returned data:
   the form ``lspci -nn`` prints; the programming interface byte is dropped;
 * ``is_bridge`` means PCI base class 06 (host, ISA, PCI-to-PCI bridges ...);
 * ``is_gpu`` means PCI base class 03 (VGA, 3D and display controllers);
-* IOMMU group numbers are strings.
+* IOMMU group numbers are strings;
+* ``sriov`` (a physical function: ``total_vfs``, ``num_vfs``, ``vfs``), ``physfn`` (a virtual function's PF) and
+  ``mdev_types`` (a mediated-device parent such as a GVT-g iGPU) appear only on devices that have them; a number
+  that cannot be read is None, a link whose target is gone is left out.
 
 Everything here uses the standard library only; the modules do the Ansible part.
 """
@@ -223,7 +226,7 @@ def _read_groups(root):
 def _read_device(path):
     class_id = _read_hex(os.path.join(path, "class"), 4)
     base_class = class_id[:2] if class_id else None
-    return {
+    device = {
         "vendor_id": _read_hex(os.path.join(path, "vendor"), 4),
         "device_id": _read_hex(os.path.join(path, "device"), 4),
         "class_id": class_id,
@@ -232,6 +235,109 @@ def _read_device(path):
         "is_bridge": base_class == "06",
         "is_gpu": base_class == "03",
     }
+    sriov = _read_sriov(path)
+    if sriov is not None:
+        device["sriov"] = sriov
+    physfn = _linked_address(os.path.join(path, "physfn"))
+    if physfn is not None:
+        device["physfn"] = physfn
+    mdev_types = _read_mdev_types(path)
+    if mdev_types is not None:
+        device["mdev_types"] = mdev_types
+    return device
+
+
+# ---------------------------------------------------------------------------
+# Sharing: SR-IOV virtual functions and mediated device types
+
+_VIRTFN = re.compile(r"^virtfn([0-9]+)$")
+_COUNT = re.compile(r"^[0-9]+$")
+
+
+def _read_int(path):
+    """A sysfs count (``7``) as an int; None when the file is missing, unreadable or not a plain number."""
+    text = _read_text(path)
+    value = text.strip() if text is not None else ""
+    return int(value) if _COUNT.match(value) else None
+
+
+def _read_line(path):
+    """A one-line sysfs attribute without its newline; None when missing or unreadable."""
+    text = _read_text(path)
+    return text.strip() if text is not None else None
+
+
+def _read_description(path):
+    """An mdev type's description on one line: i915's GVT-g prints one ``key: value`` per line
+    (``gvt/kvmgt.c`` ``description_show``); joined with ", " as ``mdevctl types`` shows it."""
+    text = _read_text(path)
+    if text is None:
+        return None
+    return ", ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _linked_address(path):
+    """The PCI address a ``physfn``/``virtfnN`` link points to; None without the link, when its target is
+    gone (a device removed while we read) or when it names no PCI address."""
+    if not os.path.islink(path) or not os.path.exists(path):
+        return None
+    name = (_link_name(path) or "").lower()
+    return name if _FULL_ADDRESS.match(name) else None
+
+
+def _read_sriov(path):
+    """``{total_vfs, num_vfs, vfs}`` of a device with the SR-IOV capability, else None.
+
+    The kernel adds ``sriov_totalvfs``/``sriov_numvfs`` to every physical function and one ``virtfnN`` link per
+    enabled VF (``drivers/pci/iov.c``); VFs are listed in the order of N.
+    """
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return None
+    virtfns = {}
+    for name in names:
+        match = _VIRTFN.match(name)
+        if match:
+            virtfns[int(match.group(1))] = name
+    if "sriov_totalvfs" not in names and "sriov_numvfs" not in names and not virtfns:
+        return None
+    vfs = []
+    for index in sorted(virtfns):
+        address = _linked_address(os.path.join(path, virtfns[index]))
+        if address:
+            vfs.append(address)
+    return {
+        "total_vfs": _read_int(os.path.join(path, "sriov_totalvfs")),
+        "num_vfs": _read_int(os.path.join(path, "sriov_numvfs")),
+        "vfs": vfs,
+    }
+
+
+def _read_mdev_types(path):
+    """The types of ``mdev_supported_types/`` (a GVT-g iGPU lists ``i915-GVTg_V5_4`` ...), each with ``type``,
+    ``name`` (optional: the GVT-g listings seen have none), ``description``, ``available_instances`` and
+    ``device_api``; None when the directory is absent, [] when it lists nothing readable."""
+    base = os.path.join(path, "mdev_supported_types")
+    if not os.path.isdir(base):
+        return None
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return []
+    types = []
+    for name in names:
+        type_dir = os.path.join(base, name)
+        if not os.path.isdir(type_dir):
+            continue
+        types.append({
+            "type": name,
+            "name": _read_line(os.path.join(type_dir, "name")),
+            "description": _read_description(os.path.join(type_dir, "description")),
+            "available_instances": _read_int(os.path.join(type_dir, "available_instances")),
+            "device_api": _read_line(os.path.join(type_dir, "device_api")),
+        })
+    return types
 
 
 def _read_devices(root, groups):

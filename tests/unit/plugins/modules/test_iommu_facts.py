@@ -10,10 +10,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.gpu_passthrough.plugins.modules import iommu_facts
 from ansible_collections.homelab.gpu_passthrough.tests.unit.conftest import FIXTURES
 from ansible_collections.homelab.gpu_passthrough.tests.unit.plugins.modules.module_runner import run_module
-from ansible_collections.homelab.gpu_passthrough.tests.unit.sysfs_builder import build_root
+from ansible_collections.homelab.gpu_passthrough.tests.unit.sharing_readers import available_instances_listing, listed_type_dirs
+from ansible_collections.homelab.gpu_passthrough.tests.unit.sysfs_builder import add_mdev_types, add_sriov, build_root
 
 CONTRACT_KEYS = {"enabled", "vendor", "firmware_vtd", "passthrough_mode", "cmdline", "groups", "devices", "gpus"}
 DEVICE_KEYS = {"vendor_id", "device_id", "class_id", "driver", "iommu_group", "is_bridge", "is_gpu"}
+SHARING_KEYS = {"sriov", "physfn", "mdev_types"}  # only on devices that have them
 
 
 def fixture(name):
@@ -48,6 +50,30 @@ def test_contract_keys(capsys, alderlake):
         "vendor_id": "8086", "device_id": "4680", "class_id": "0300", "driver": "i915",
         "iommu_group": "3", "is_bridge": False, "is_gpu": True,
     }
+
+
+def test_sharing_facts_on_the_devices_that_have_them(capsys, alderlake):
+    """VFs enabled on the Alder Lake iGPU: the PF says which, each VF names its PF, the rest keep their shape."""
+    vfs = ["0000:00:02.1", "0000:00:02.2"]
+    add_sriov(alderlake, "0000:00:02.0", vfs, total_vfs=7)
+    facts = run(capsys, root=alderlake)["ansible_facts"]["iommu"]
+    devices = facts["devices"]
+    assert devices["0000:00:02.0"]["sriov"] == {"total_vfs": 7, "num_vfs": 2, "vfs": vfs}
+    assert [devices[vf]["physfn"] for vf in vfs] == ["0000:00:02.0"] * 2
+    for address, device in devices.items():
+        assert DEVICE_KEYS <= set(device) <= DEVICE_KEYS | SHARING_KEYS
+        if address not in ["0000:00:02.0"] + vfs:
+            assert set(device) == DEVICE_KEYS
+    assert all(key in iommu_facts.RETURN for key in SHARING_KEYS | {"total_vfs", "num_vfs", "available_instances", "device_api"})
+
+
+def test_mdev_types_of_a_coffee_lake(capsys, tmp_path):
+    root = build_root(tmp_path, fixture("iommu/single-line-proxmox-dell-coffeelake-3e92-igpu-group0-glob-order.txt"))
+    instances = available_instances_listing(fixture("sharing/mdev/cat-available_instances-per-type-i9-9900k-dashed-separators.txt"))
+    listed = listed_type_dirs(fixture("sharing/mdev/ll-mdev_supported_types-coffeelake-only-v5_4-and-v5_8-dirs.txt"))
+    add_mdev_types(root, "0000:00:02.0", {name: {"available_instances": instances["0000:00:02.0"][name]} for name in listed})
+    device = run(capsys, root=root, device="auto")["ansible_facts"]["iommu"]["devices"]["0000:00:02.0"]
+    assert [(t["type"], t["available_instances"]) for t in device["mdev_types"]] == [(n, instances["0000:00:02.0"][n]) for n in listed]
 
 
 def test_target(capsys, alderlake):
