@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: proxmox_connection
-author: homelab.gpu_passthrough maintainers
+author: homelab.gpu_passthrough maintainers (@homelab-gpu-passthrough)
 short_description: The Proxmox VE API options named by the inventory's gpu_vm_proxmox_* variables
 version_added: 0.2.0
 description:

@@ -69,4 +69,3 @@ def test_the_lookup_reads_every_level_of_variables(tmp_path):
     assert json.loads(results[1]["msg"]) == {
         "api_host": "pve2.lan", "api_user": "automation@pve", "api_token_id": "ansible", "validate_certs": False}
     assert results[2].get("failed") and "takes no terms" in results[2]["msg"]
-

@@ -66,7 +66,7 @@ def _host(tmp_path, running, upgraded, dkms_for=()):
     """A Proxmox VE host whose grub.cfg boots ``upgraded`` next; ``dkms_for``: the kernels with the dkms build."""
     cfg = fixture("grub-cfg-debian12-pve8-ext4-submenu.cfg").replace("6.8.12-4-pve", upgraded)
     put(tmp_path, "/boot/grub/grub.cfg", cfg)
-    for version in {running, upgraded}:
+    for version in sorted({running, upgraded}):
         for path in PVE_FILES:
             put(tmp_path, "/lib/modules/%s/%s" % (version, path))
         put(tmp_path, "/lib/modules/%s/modules.builtin" % version, "kernel/drivers/vfio/vfio.ko\n")
